@@ -1,0 +1,763 @@
+use std::fs;
+
+use super::*;
+
+/// A repository with the files the example manifest names.
+fn repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for file in [
+        "backend/Dockerfile.app-api",
+        "backend/Dockerfile.inference-api",
+        "backend/Dockerfile.rag-ingestion",
+        "backend/src/lambdas/artifact_render/handler.py",
+        "backend/pyproject.toml",
+    ] {
+        let path = dir.path().join(file);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, "x").unwrap();
+    }
+    dir
+}
+
+const EXAMPLE: &str = r#"[project]
+name = "acme"
+region = "us-east-1"
+ssm_prefix = "/acme"
+registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+
+[services.app-api]
+kind = "ecs"
+dockerfile = "backend/Dockerfile.app-api"
+context = "backend"
+platform = "linux/amd64"
+inputs = ["backend/src/apis/app_api/**", "backend/pyproject.toml", "backend/uv.lock"]
+repository = "acme/app-api"
+build_args = { PYTHON_VERSION = "3.12" }
+cluster = "acme"
+service = "app-api"
+container = "app"
+
+[services.inference-api]
+kind = "agentcore"
+dockerfile = "backend/Dockerfile.inference-api"
+context = "backend"
+platform = "linux/arm64"
+inputs = ["backend/src/apis/inference_api/**", "backend/src/agents/**"]
+repository = "acme/inference-api"
+runtime_id = "acme_inference-AbCdE12345"
+
+[services.rag-ingestion]
+kind = "lambda-image"
+dockerfile = "backend/Dockerfile.rag-ingestion"
+context = "backend"
+platform = "linux/amd64"
+inputs = ["backend/src/lambdas/rag_ingestion/**"]
+repository = "acme/rag-ingestion"
+function = "acme-rag-ingestion"
+
+[services.artifact-render]
+kind = "lambda-zip"
+source = "backend/src/lambdas/artifact_render"
+function = "acme-artifact-render"
+"#;
+
+fn parse(dir: &tempfile::TempDir, text: &str) -> Result<Manifest, ManifestError> {
+    Manifest::parse(Path::new("deployer.toml"), text, dir.path())
+}
+
+/// Parses `text`, expects exactly one diagnostic, and returns it.
+fn one_error(dir: &tempfile::TempDir, text: &str) -> Diagnostic {
+    let error = parse(dir, text).unwrap_err();
+    let diagnostics = error.diagnostics();
+    assert_eq!(
+        diagnostics.len(),
+        1,
+        "expected one diagnostic, got:\n{error}"
+    );
+    diagnostics[0].clone()
+}
+
+/// The 1-based line and column where `needle` first occurs in `text`.
+fn position(text: &str, needle: &str) -> (usize, usize) {
+    let offset = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("`{needle}` not in text"));
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = offset - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+#[test]
+fn example_manifest_parses() {
+    let dir = repo();
+    let manifest = parse(&dir, EXAMPLE).unwrap();
+    assert_eq!(manifest.project.name, "acme");
+    assert_eq!(manifest.project.ssm_prefix, "/acme");
+    assert_eq!(manifest.project.concurrency, 4);
+    assert_eq!(manifest.project.ssm_write, SsmWrite::AfterRollout);
+    assert_eq!(manifest.services.len(), 4);
+    let app = &manifest.services["app-api"];
+    assert_eq!(app.kind, Kind::Ecs);
+    assert_eq!(app.timeout, Duration::from_secs(900));
+    let image = app.image.as_ref().unwrap();
+    assert_eq!(image.platform.to_string(), "linux/amd64");
+    assert_eq!(image.build_args["PYTHON_VERSION"], "3.12");
+    assert_eq!(
+        app.target,
+        Target::Ecs(EcsTarget {
+            cluster: "acme".into(),
+            service: "app-api".into(),
+            container: Some("app".into()),
+            force_new_deployment: false,
+        })
+    );
+    assert_eq!(
+        app.tag_parameter(&manifest.project),
+        "/acme/app-api/image-tag"
+    );
+    let render = &manifest.services["artifact-render"];
+    assert!(render.image.is_none());
+    assert_eq!(render.timeout, Duration::from_secs(600));
+    match &render.target {
+        Target::LambdaZip(zip) => assert_eq!(zip.lambda.function, "acme-artifact-render"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn ssm_prefix_defaults_to_name() {
+    let dir = repo();
+    let text = EXAMPLE.replace("ssm_prefix = \"/acme\"\n", "");
+    assert_eq!(parse(&dir, &text).unwrap().project.ssm_prefix, "/acme");
+}
+
+#[test]
+fn unknown_service_key_suggests_the_close_one() {
+    let dir = repo();
+    let text = EXAMPLE.replace(
+        "dockerfile = \"backend/Dockerfile.app-api\"",
+        "dockerfle = \"backend/Dockerfile.app-api\"",
+    );
+    let error = parse(&dir, &text).unwrap_err();
+    // one diagnostic: the missing `dockerfile` is explained by the suggestion
+    assert_eq!(error.diagnostics().len(), 1, "{error}");
+    let unknown = &error.diagnostics()[0];
+    assert_eq!((unknown.line, unknown.column), position(&text, "dockerfle"));
+    assert_eq!(
+        unknown.message,
+        "unknown key `dockerfle` in [services.app-api] (kind `ecs`)"
+    );
+    assert_eq!(unknown.help.as_deref(), Some("did you mean `dockerfile`?"));
+    let rendered = error.to_string();
+    assert!(
+        rendered.starts_with(&format!("deployer.toml:{}:1: unknown key", unknown.line)),
+        "{rendered}"
+    );
+    assert!(rendered.contains("^"), "{rendered}");
+}
+
+#[test]
+fn unknown_project_key() {
+    let dir = repo();
+    let text = EXAMPLE.replace("region = ", "regoin = ");
+    let d = one_error(&dir, &text);
+    assert_eq!((d.line, d.column), (3, 1));
+    assert_eq!(d.help.as_deref(), Some("did you mean `region`?"));
+}
+
+#[test]
+fn key_of_another_kind() {
+    let dir = repo();
+    let text = EXAMPLE.replace(
+        "runtime_id = \"acme_inference-AbCdE12345\"",
+        "runtime_id = \"x\"\ncluster = \"acme\"",
+    );
+    let d = one_error(&dir, &text);
+    assert_eq!(
+        d.message,
+        "`cluster` is not a field of kind `agentcore` (service `inference-api`)"
+    );
+    assert_eq!(d.help.as_deref(), Some("`cluster` belongs to kind ecs"));
+}
+
+#[test]
+fn unknown_kind_suggests() {
+    let dir = repo();
+    let text = EXAMPLE.replace("kind = \"lambda-zip\"", "kind = \"lamda-zip\"");
+    let d = one_error(&dir, &text);
+    assert_eq!(
+        d.message,
+        "unknown kind `lamda-zip` for service `artifact-render`"
+    );
+    assert!(d.help.unwrap().starts_with("did you mean `lambda-zip`?"));
+    assert_eq!((d.line, d.column), position(&text, "\"lamda-zip\""));
+}
+
+#[test]
+fn missing_field_for_kind() {
+    let dir = repo();
+    let text = EXAMPLE.replace("cluster = \"acme\"\n", "");
+    let d = one_error(&dir, &text);
+    assert_eq!(
+        d.message,
+        "service `app-api` (kind `ecs`) is missing `cluster`"
+    );
+    assert_eq!(d.line, position(&text, "[services.app-api]").0);
+}
+
+#[test]
+fn path_leaving_the_repository() {
+    let dir = repo();
+    let text = EXAMPLE.replace("context = \"backend\"\nplatform = \"linux/amd64\"\ninputs = [\"backend/src/apis/app_api/**\"", "context = \"../backend\"\nplatform = \"linux/amd64\"\ninputs = [\"backend/src/apis/app_api/**\"");
+    let d = one_error(&dir, &text);
+    assert_eq!(d.message, "`context` leaves the repository (`..`)");
+    assert_eq!((d.line, d.column), position(&text, "\"../backend\""));
+}
+
+#[test]
+fn absolute_dockerfile() {
+    let dir = repo();
+    let text = EXAMPLE.replace(
+        "dockerfile = \"backend/Dockerfile.app-api\"",
+        "dockerfile = \"/etc/passwd\"",
+    );
+    let d = one_error(&dir, &text);
+    assert!(d.message.contains("is absolute"), "{}", d.message);
+}
+
+#[test]
+fn glob_leaving_the_repository() {
+    let dir = repo();
+    let text = EXAMPLE.replace("\"backend/uv.lock\"", "\"backend/../../secrets/**\"");
+    let d = one_error(&dir, &text);
+    assert_eq!(
+        d.message,
+        "glob `backend/../../secrets/**` leaves the repository (`..`)"
+    );
+    assert_eq!(
+        (d.line, d.column),
+        position(&text, "\"backend/../../secrets/**\"")
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn symlink_out_of_the_repository() {
+    let dir = repo();
+    let outside = tempfile::tempdir().unwrap();
+    fs::write(outside.path().join("Dockerfile"), "FROM scratch").unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("escape")).unwrap();
+    let text = EXAMPLE.replace(
+        "dockerfile = \"backend/Dockerfile.app-api\"",
+        "dockerfile = \"escape/Dockerfile\"",
+    );
+    let d = one_error(&dir, &text);
+    assert!(
+        d.message
+            .contains("leads out of the repository through a symlink"),
+        "{}",
+        d.message
+    );
+    let text = EXAMPLE.replace("\"backend/uv.lock\"", "\"escape/**\"");
+    let d = one_error(&dir, &text);
+    assert!(
+        d.message
+            .starts_with("glob `escape/**`: `escape` leads out"),
+        "{}",
+        d.message
+    );
+    let text = EXAMPLE.replace(
+        "source = \"backend/src/lambdas/artifact_render\"",
+        "source = \"escape\"",
+    );
+    let d = one_error(&dir, &text);
+    assert!(
+        d.message.contains("leads out of the repository"),
+        "{}",
+        d.message
+    );
+}
+
+#[test]
+fn dockerfile_that_does_not_exist() {
+    let dir = repo();
+    let text = EXAMPLE.replace(
+        "backend/Dockerfile.rag-ingestion",
+        "backend/Dockerfile.missing",
+    );
+    let d = one_error(&dir, &text);
+    assert!(
+        d.message
+            .starts_with("dockerfile `backend/Dockerfile.missing` does not exist"),
+        "{}",
+        d.message
+    );
+    assert_eq!(
+        (d.line, d.column),
+        position(&text, "\"backend/Dockerfile.missing\"")
+    );
+}
+
+#[test]
+fn source_that_does_not_exist() {
+    let dir = repo();
+    let text = EXAMPLE.replace(
+        "source = \"backend/src/lambdas/artifact_render\"",
+        "source = \"backend/nope\"",
+    );
+    let d = one_error(&dir, &text);
+    assert!(
+        d.message
+            .starts_with("source `backend/nope` does not exist"),
+        "{}",
+        d.message
+    );
+}
+
+#[test]
+fn source_that_is_a_file() {
+    let dir = repo();
+    let text = EXAMPLE.replace(
+        "source = \"backend/src/lambdas/artifact_render\"",
+        "source = \"backend/pyproject.toml\"",
+    );
+    let d = one_error(&dir, &text);
+    assert_eq!(
+        d.message,
+        "source `backend/pyproject.toml` is not a directory"
+    );
+}
+
+#[test]
+fn invalid_platform() {
+    let dir = repo();
+    let text = EXAMPLE.replace(
+        "platform = \"linux/amd64\"\ninputs = [\"backend/src/lambdas",
+        "platform = \"linux/amd46\"\ninputs = [\"backend/src/lambdas",
+    );
+    let d = one_error(&dir, &text);
+    assert_eq!(
+        d.message,
+        "unknown architecture `amd46` in `linux/amd46`; did you mean `linux/amd64`?"
+    );
+    let text = EXAMPLE.replace("platform = \"linux/arm64\"", "platform = \"arm64\"");
+    let d = one_error(&dir, &text);
+    assert!(d.message.contains("is not a platform"), "{}", d.message);
+}
+
+#[test]
+fn agentcore_needs_arm64() {
+    let dir = repo();
+    let text = EXAMPLE.replace("platform = \"linux/arm64\"", "platform = \"linux/amd64\"");
+    let d = one_error(&dir, &text);
+    assert_eq!(
+        d.message,
+        "AgentCore runtimes run linux/arm64 images, not linux/amd64"
+    );
+}
+
+#[test]
+fn empty_inputs() {
+    let dir = repo();
+    let text = EXAMPLE.replace(
+        "inputs = [\"backend/src/lambdas/rag_ingestion/**\"]",
+        "inputs = []",
+    );
+    let d = one_error(&dir, &text);
+    assert!(d.message.starts_with("`inputs` is empty"), "{}", d.message);
+    assert_eq!((d.line, d.column), position(&text, "[]"));
+}
+
+#[test]
+fn syntax_error_is_located() {
+    let dir = repo();
+    let text = EXAMPLE.replace("cluster = \"acme\"", "cluster = \"acme");
+    let d = one_error(&dir, &text);
+    assert_eq!(d.line, position(&text, "cluster = \"acme\n").0);
+}
+
+#[test]
+fn wrong_type_is_located() {
+    let dir = repo();
+    let text = EXAMPLE.replace(
+        "inputs = [\"backend/src/lambdas/rag_ingestion/**\"]",
+        "inputs = \"backend/**\"",
+    );
+    let d = one_error(&dir, &text);
+    assert_eq!(d.line, position(&text, "inputs = \"backend/**\"").0);
+}
+
+#[test]
+fn bad_duration() {
+    let dir = repo();
+    let text = EXAMPLE.replace(
+        "runtime_id = \"acme_inference-AbCdE12345\"",
+        "runtime_id = \"r\"\ntimeout = \"15 minutes-ish\"",
+    );
+    let d = one_error(&dir, &text);
+    assert!(
+        d.message.starts_with("`15 minutes-ish` is not a duration"),
+        "{}",
+        d.message
+    );
+    let text = EXAMPLE.replace(
+        "runtime_id = \"acme_inference-AbCdE12345\"",
+        "runtime_id = \"r\"\ntimeout = \"20m\"",
+    );
+    assert_eq!(
+        parse(&dir, &text).unwrap().services["inference-api"].timeout,
+        Duration::from_secs(1200)
+    );
+}
+
+#[test]
+fn image_services_need_a_registry() {
+    let dir = repo();
+    let text = EXAMPLE.replace(
+        "registry = \"123456789012.dkr.ecr.us-east-1.amazonaws.com\"\n",
+        "",
+    );
+    let d = one_error(&dir, &text);
+    assert!(d.message.contains("has no `registry`"), "{}", d.message);
+}
+
+#[test]
+fn alias_needs_publish() {
+    let dir = repo();
+    let text = EXAMPLE.replace(
+        "function = \"acme-artifact-render\"",
+        "function = \"acme-artifact-render\"\nalias = \"live\"",
+    );
+    let d = one_error(&dir, &text);
+    assert!(
+        d.message.starts_with("`alias` needs `publish = true`"),
+        "{}",
+        d.message
+    );
+}
+
+#[test]
+fn bad_repository_name() {
+    let dir = repo();
+    let text = EXAMPLE.replace("repository = \"acme/app-api\"", "repository = \"Acme/App\"");
+    let d = one_error(&dir, &text);
+    assert!(
+        d.message.contains("is not a valid repository name"),
+        "{}",
+        d.message
+    );
+}
+
+#[test]
+fn every_problem_is_reported() {
+    let dir = repo();
+    let text = EXAMPLE
+        .replace("platform = \"linux/arm64\"", "platform = \"linux/arm65\"")
+        .replace(
+            "inputs = [\"backend/src/lambdas/rag_ingestion/**\"]",
+            "inputs = []",
+        );
+    let error = parse(&dir, &text).unwrap_err();
+    assert_eq!(error.diagnostics().len(), 2, "{error}");
+    assert!(error.to_string().ends_with("2 problems in the manifest"));
+}
+
+#[test]
+fn select_unknown_service_suggests() {
+    let dir = repo();
+    let manifest = parse(&dir, EXAMPLE).unwrap();
+    let error = manifest.select(&["app-apii".into()]).unwrap_err();
+    assert!(error.contains("did you mean `app-api`?"), "{error}");
+    assert_eq!(manifest.select(&[]).unwrap().len(), 4);
+    assert_eq!(
+        manifest
+            .select(&["app-api".into(), "app-api".into()])
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn literal_prefix_of_globs() {
+    assert_eq!(literal_prefix("a/b/**/*.py"), "a/b");
+    assert_eq!(literal_prefix("a/b/c.txt"), "a/b/c.txt");
+    assert_eq!(literal_prefix("**/x"), "");
+    assert_eq!(literal_prefix("a/{b,c}/d"), "a");
+}
+
+#[test]
+fn lookups_are_kept_until_resolved() {
+    let dir = repo();
+    let text = EXAMPLE
+        .replace("runtime_id = \"acme_inference-AbCdE12345\"", "runtime_id = { ssm = \"/acme/inference-api/runtime-id\" }")
+        .replace("cluster = \"acme\"", "cluster = { cfn_output = { stack = \"AcmeCompute\", output = \"Cluster\" } }")
+        .replace("function = \"acme-rag-ingestion\"", "function = { env = \"RAG_FUNCTION\" }")
+        .replace("registry = \"123456789012.dkr.ecr.us-east-1.amazonaws.com\"", "registry = { tf_output = { state = \"infra/terraform.tfstate\", output = \"registry\" } }");
+    let mut manifest = parse(&dir, &text).unwrap();
+    assert_eq!(
+        manifest.project.lookups["registry"],
+        Lookup::TfOutput {
+            state: "infra/terraform.tfstate".into(),
+            output: "registry".into()
+        }
+    );
+    let inference = manifest.services.get_mut("inference-api").unwrap();
+    assert_eq!(
+        inference.lookups["runtime_id"],
+        Lookup::Ssm {
+            name: "/acme/inference-api/runtime-id".into()
+        }
+    );
+    assert!(inference.resolve("runtime_id", "rt-123".into()));
+    assert!(inference.lookups.is_empty());
+    assert_eq!(
+        inference.target,
+        Target::Agentcore(AgentcoreTarget {
+            runtime_id: "rt-123".into()
+        })
+    );
+    let app = &manifest.services["app-api"];
+    assert_eq!(
+        app.lookups["cluster"],
+        Lookup::CfnOutput {
+            stack: "AcmeCompute".into(),
+            output: "Cluster".into()
+        }
+    );
+    assert_eq!(
+        manifest.services["rag-ingestion"].lookups["function"],
+        Lookup::Env {
+            var: "RAG_FUNCTION".into()
+        }
+    );
+    manifest
+        .project
+        .resolve("registry", "127.0.0.1:5000".into());
+    assert_eq!(manifest.project.registry.as_deref(), Some("127.0.0.1:5000"));
+}
+
+#[test]
+fn bad_lookups_are_located() {
+    let dir = repo();
+    let text = EXAMPLE.replace(
+        "runtime_id = \"acme_inference-AbCdE12345\"",
+        "runtime_id = { smm = \"/x\" }",
+    );
+    let d = one_error(&dir, &text);
+    assert_eq!(d.message, "`runtime_id`: unknown lookup `smm`");
+    assert_eq!(d.help.as_deref(), Some("did you mean `ssm`?"));
+    let text = EXAMPLE.replace(
+        "runtime_id = \"acme_inference-AbCdE12345\"",
+        "runtime_id = { ssm = \"/x\", env = \"Y\" }",
+    );
+    assert!(
+        one_error(&dir, &text)
+            .message
+            .contains("exactly one source")
+    );
+    let text = EXAMPLE.replace(
+        "runtime_id = \"acme_inference-AbCdE12345\"",
+        "runtime_id = { cfn_output = { stack = \"S\" } }",
+    );
+    assert!(one_error(&dir, &text).message.contains("has no `output`"));
+    let text = EXAMPLE.replace(
+        "runtime_id = \"acme_inference-AbCdE12345\"",
+        "runtime_id = 42",
+    );
+    assert!(
+        one_error(&dir, &text)
+            .message
+            .starts_with("`runtime_id`: expected a string, or a lookup")
+    );
+}
+
+#[test]
+fn smoke_checks() {
+    let dir = repo();
+    let text = EXAMPLE.replace(
+        "container = \"app\"",
+        "container = \"app\"\nsmoke = { http = \"https://api.acme.test/health\", expect_status = 204, timeout_s = 30 }\nrollback_on_smoke_failure = true",
+    );
+    let manifest = parse(&dir, &text).unwrap();
+    let app = &manifest.services["app-api"];
+    assert_eq!(
+        app.smoke,
+        Some(Smoke {
+            check: SmokeCheck::Http {
+                url: "https://api.acme.test/health".into(),
+                expect_status: 204,
+                expect: None
+            },
+            timeout: Duration::from_secs(30)
+        })
+    );
+    assert!(app.rollback_on_smoke_failure);
+    let text = EXAMPLE.replace("function = \"acme-artifact-render\"", "function = \"acme-artifact-render\"\nsmoke = { invoke = { artifact = \"x\" }, expect = \"rendered\" }");
+    match &parse(&dir, &text).unwrap().services["artifact-render"]
+        .smoke
+        .as_ref()
+        .unwrap()
+        .check
+    {
+        SmokeCheck::Invoke { payload, expect } => {
+            assert_eq!(payload, "{\"artifact\":\"x\"}");
+            assert_eq!(expect.as_deref(), Some("rendered"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let text = EXAMPLE.replace(
+        "container = \"app\"",
+        "container = \"app\"\nsmoke = { invoke = \"{}\" }",
+    );
+    assert!(
+        one_error(&dir, &text)
+            .message
+            .contains("works for agentcore and lambda services, not ecs")
+    );
+    let text = EXAMPLE.replace(
+        "container = \"app\"",
+        "container = \"app\"\nsmoke = { http = \"x\", command = [\"y\"] }",
+    );
+    assert!(one_error(&dir, &text).message.contains("exactly one of"));
+    let text = EXAMPLE.replace(
+        "container = \"app\"",
+        "container = \"app\"\nsmoke = { http = \"https://x\", expect_stat = 200 }",
+    );
+    assert!(
+        one_error(&dir, &text)
+            .message
+            .contains("unknown field `expect_stat`")
+    );
+    let text = EXAMPLE.replace(
+        "container = \"app\"",
+        "container = \"app\"\nrollback_on_smoke_failure = true",
+    );
+    assert!(
+        one_error(&dir, &text)
+            .message
+            .contains("needs a `smoke` check")
+    );
+}
+
+const SAGEMAKER: &str = r#"
+[services.inference]
+kind = "sagemaker"
+dockerfile = "backend/Dockerfile.app-api"
+context = "backend"
+platform = "linux/amd64"
+inputs = ["backend/pyproject.toml"]
+repository = "acme/inference"
+endpoint = "acme-inference"
+blue_green = { traffic = "canary", canary_percent = 10, wait_interval = "2m", rollback_alarms = ["acme-5xx"] }
+"#;
+
+#[test]
+fn sagemaker_services() {
+    let dir = repo();
+    let manifest = parse(&dir, &format!("{EXAMPLE}{SAGEMAKER}")).unwrap();
+    let inference = &manifest.services["inference"];
+    assert_eq!(inference.timeout, Duration::from_secs(1800));
+    assert_eq!(
+        inference.target,
+        Target::Sagemaker(SagemakerTarget {
+            endpoint: "acme-inference".into(),
+            variant: None,
+            blue_green: Some(BlueGreen {
+                traffic: Traffic::Canary { percent: 10 },
+                wait_interval: Duration::from_secs(120),
+                rollback_alarms: vec!["acme-5xx".into()],
+                termination_wait: None,
+                max_execution: None,
+            }),
+            keep: 2,
+        })
+    );
+    let text = format!(
+        "{EXAMPLE}{}",
+        SAGEMAKER.replace("canary_percent = 10, ", "")
+    );
+    assert!(
+        one_error(&dir, &text)
+            .message
+            .contains("needs `canary_percent`")
+    );
+    let text = format!(
+        "{EXAMPLE}{}",
+        SAGEMAKER.replace("endpoint = \"acme-inference\"\n", "")
+    );
+    assert!(
+        one_error(&dir, &text)
+            .message
+            .contains("is missing `endpoint`")
+    );
+}
+
+#[test]
+fn depends_on_unknown_and_cycles() {
+    let dir = repo();
+    let text = EXAMPLE.replace(
+        "container = \"app\"",
+        "container = \"app\"\ndepends_on = [\"inference-apii\"]",
+    );
+    let d = one_error(&dir, &text);
+    assert_eq!(
+        d.message,
+        "service `app-api` depends on `inference-apii`, which is not a service"
+    );
+    assert_eq!(d.help.as_deref(), Some("did you mean `inference-api`?"));
+    assert_eq!(d.line, position(&text, "[\"inference-apii\"]").0);
+    let text = EXAMPLE
+        .replace(
+            "container = \"app\"",
+            "container = \"app\"\ndepends_on = [\"inference-api\"]",
+        )
+        .replace(
+            "runtime_id = \"acme_inference-AbCdE12345\"",
+            "runtime_id = \"x\"\ndepends_on = [\"rag-ingestion\"]",
+        )
+        .replace(
+            "function = \"acme-rag-ingestion\"",
+            "function = \"f\"\ndepends_on = [\"app-api\"]",
+        );
+    let d = one_error(&dir, &text);
+    assert_eq!(
+        d.message,
+        "dependency cycle: app-api → inference-api → rag-ingestion → app-api"
+    );
+}
+
+#[test]
+fn stages_follow_dependencies() {
+    let dir = repo();
+    let text = EXAMPLE
+        .replace("container = \"app\"", "container = \"app\"\ndepends_on = [\"inference-api\"]\nrestart_on_dependency_change = true")
+        .replace("function = \"acme-artifact-render\"", "function = \"r\"\ndepends_on = [\"app-api\"]");
+    let manifest = parse(&dir, &text).unwrap();
+    assert!(manifest.services["app-api"].restart_on_dependency_change);
+    let all: Vec<String> = manifest.services.keys().cloned().collect();
+    assert_eq!(
+        manifest.stages(&all),
+        vec![
+            vec!["inference-api".to_owned(), "rag-ingestion".to_owned()],
+            vec!["app-api".to_owned()],
+            vec!["artifact-render".to_owned()]
+        ]
+    );
+    // without the middle service, the order through it still holds
+    assert_eq!(
+        manifest.stages(&["artifact-render".into(), "inference-api".into()]),
+        vec![
+            vec!["inference-api".to_owned()],
+            vec!["artifact-render".to_owned()]
+        ]
+    );
+    assert_eq!(
+        manifest
+            .dependencies_of("artifact-render")
+            .into_iter()
+            .collect::<Vec<_>>(),
+        vec!["app-api", "inference-api"]
+    );
+}

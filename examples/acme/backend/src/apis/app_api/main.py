@@ -1,0 +1,5 @@
+"""The app API: serves the web front end."""
+
+
+def health() -> dict:
+    return {"status": "ok"}

