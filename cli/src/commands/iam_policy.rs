@@ -103,11 +103,14 @@ fn lookups_of(manifest: &Manifest, selected: &[String]) -> Vec<Lookup> {
         .collect()
 }
 
-/// The caller's partition and account (STS), and the region of the run.
+/// The caller's partition and account (STS), and the region of the run (which
+/// [`crate::aws::preflight`] made sure of when the context was built).
 async fn caller(ctx: &Context) -> anyhow::Result<Account> {
-    let region = ctx.sdk.region().map(|r| r.to_string()).ok_or_else(|| {
-        UsageError("no AWS region: set `region` in [project] or AWS_REGION".into())
-    })?;
+    let region = ctx
+        .sdk
+        .region()
+        .map(|r| r.to_string())
+        .context("no AWS region (the preflight check passed without one)")?;
     let identity = aws_sdk_sts::Client::new(&ctx.sdk)
         .get_caller_identity()
         .send()
