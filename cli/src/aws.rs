@@ -9,7 +9,6 @@ use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::ProvideCredentials;
 use aws_sdk_ssm::config::retry::RetryPartition;
-use aws_sdk_ssm::error::ProvideErrorMetadata;
 use aws_smithy_http_client::tls;
 
 use crate::exit::UsageError;
@@ -30,11 +29,15 @@ pub async fn sdk_config(region: Option<&str>) -> SdkConfig {
     if let Some(region) = region {
         loader = loader.region(Region::new(region.to_owned()));
     }
-    // Adaptive retry (client-side rate limiting once throttled) unless the environment chose.
+    // Standard retry (exponential backoff with full jitter, a retry quota per partition)
+    // unless the environment chose: measured under injected throttling (`cargo xtask bench
+    // noop`), the adaptive mode's client-side rate limiter slows every call of the partition
+    // to about one request a second after the first throttle, and a run's calls are few and
+    // bursty — backing off per call is what converges fastest.
     if std::env::var_os("AWS_RETRY_MODE").is_none()
         && std::env::var_os("AWS_MAX_ATTEMPTS").is_none()
     {
-        loader = loader.retry_config(RetryConfig::adaptive().with_max_attempts(MAX_ATTEMPTS));
+        loader = loader.retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
     }
     loader.load().await
 }
@@ -65,57 +68,32 @@ pub(crate) async fn preflight(config: &SdkConfig) -> Result<(), UsageError> {
     }
 }
 
-/// An SDK error (or a service error of one) in one line: `Code: message` when the service
-/// answered, the chain of causes otherwise (a refused connection, a timeout). Never
-/// `DisplayErrorContext`, whose tail is the `Debug` form of the error and of the raw response.
-pub(crate) fn sdk_message<E>(error: &E) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error,
-{
-    match (error.code(), error.message()) {
-        (Some(code), Some(message)) => one_line(&format!("{code}: {message}")),
-        (Some(code), None) => code.to_owned(),
-        _ => chain(error),
-    }
-}
-
-/// `error: its source: its source's source`, skipping causes already spelled out, on one line.
+/// `error: its source: its source's source`, on one line.
 fn chain(error: &dyn std::error::Error) -> String {
-    let mut parts = vec![error.to_string()];
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !parts.iter().any(|part| part.contains(&text)) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    one_line(&parts.join(": "))
+    deployer_core::cause_chain(error)
 }
 
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// The retry partition every client of a run shares: one token bucket (the retry budget) and
-/// one adaptive rate limiter per region (a run uses one account), so eight services deploying
-/// at once back off together instead of each retrying into the throttle.
-pub(crate) fn retry_partition(config: &SdkConfig) -> RetryPartition {
+/// The retry partition of one API (`ssm`, `ecs`, `lambda`, …, and `lock` for the deploy
+/// lock's own client) in the run's region: one retry quota per API, shared by the services
+/// of the run. A burst of throttling on one API (SSM's shared 40 TPS) then spends that API's
+/// quota, not the budget of the calls that roll services over; the lock's renewals and
+/// releases have a quota of their own.
+pub(crate) fn retry_partition(config: &SdkConfig, api: &str) -> RetryPartition {
     let region = config
         .region()
         .map(|r| r.as_ref().to_owned())
         .unwrap_or_else(|| "default".into());
-    RetryPartition::new(format!("deployer-{region}"))
+    RetryPartition::new(format!("deployer-{api}-{region}"))
 }
 
-/// An SDK client from the run's `SdkConfig`, in the run's shared retry partition:
+/// An SDK client from the run's `SdkConfig`, in its API's retry partition:
 /// `client!(aws_sdk_ecs, &sdk)`.
 macro_rules! client {
     ($sdk:ident, $config:expr) => {{
         let config: &aws_config::SdkConfig = $config;
         $sdk::Client::from_conf(
             $sdk::config::Builder::from(config)
-                .retry_partition($crate::aws::retry_partition(config))
+                .retry_partition($crate::aws::retry_partition(config, stringify!($sdk)))
                 .build(),
         )
     }};

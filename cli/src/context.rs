@@ -1,47 +1,35 @@
 //! Everything a command that talks to AWS needs, built once per run: the manifest, the AWS
-//! configuration, the SSM state, the image pipeline and the progress renderer.
+//! configuration, the record store, the image pipeline, the progress renderer, and the deploy
+//! engine over them.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use deployer_core::manifest::Builder;
-use deployer_core::{Manifest, Phase, Progress, ProgressEvent, ProgressSink};
+use deployer_core::{Manifest, ProgressSink};
+use deployer_engine::{Engine, Store};
 
 use crate::args::Global;
 use crate::progress::Renderer;
-use crate::state::State;
 
 /// Shared by every service of one run.
 pub(crate) struct Context {
-    pub(crate) manifest: Manifest,
+    pub(crate) manifest: Arc<Manifest>,
     pub(crate) sdk: SdkConfig,
-    pub(crate) state: State,
+    /// The records (SSM Parameter Store).
+    pub(crate) store: Arc<dyn Store>,
     /// The lookups resolved for this run.
     pub(crate) resolved: Vec<crate::lookups::Resolved>,
     /// Secret values looked up (redacted from smoke-check output).
     secrets: Vec<String>,
     /// `--lock-wait`.
-    pub(crate) lock_wait: Option<std::time::Duration>,
+    lock_wait: Option<std::time::Duration>,
     #[cfg(feature = "image")]
-    pub(crate) images: Option<deployer_image::Pipeline>,
-    sink: Arc<Tracker>,
-}
-
-/// Forwards progress to the renderer and remembers each service's last phase (to report what
-/// was in flight when a run is interrupted).
-struct Tracker {
-    inner: Renderer,
-    phases: Mutex<BTreeMap<String, Phase>>,
-}
-
-impl ProgressSink for Tracker {
-    fn event(&self, event: ProgressEvent) {
-        if let Ok(mut phases) = self.phases.lock() {
-            phases.insert(event.service.to_string(), event.phase);
-        }
-        self.inner.event(event);
-    }
+    pub(crate) images: Option<Arc<deployer_image::Pipeline>>,
+    /// The CodeBuild builds of this run, when a service builds on CodeBuild.
+    #[cfg(feature = "codebuild")]
+    pub(crate) codebuild: Option<deployer_codebuild::Session>,
+    renderer: Arc<Renderer>,
 }
 
 impl Context {
@@ -62,29 +50,44 @@ impl Context {
         }
         let (resolved, secrets) =
             crate::lookups::resolve(&mut manifest, selected, &sdk, images_only).await?;
-        let state = State::new(crate::aws::client!(aws_sdk_ssm, &sdk));
+        let store = Arc::new(deployer_engine::ssm::SsmStore::new(crate::aws::client!(
+            aws_sdk_ssm,
+            &sdk
+        )));
         #[cfg(feature = "image")]
         let images = manifest.project.registry.as_deref().map(|host| {
-            deployer_image::Pipeline::new(
+            Arc::new(deployer_image::Pipeline::new(
                 registry(host, &sdk),
                 builder.or(manifest.project.builder),
-            )
+            ))
         });
         #[cfg(not(feature = "image"))]
         let _ = builder;
+        #[cfg(feature = "codebuild")]
+        let codebuild = manifest
+            .services
+            .values()
+            .any(|service| manifest.codebuild(service).is_some())
+            .then(|| {
+                let clients = deployer_codebuild::Clients {
+                    codebuild: crate::aws::client!(aws_sdk_codebuild, &sdk),
+                    logs: crate::aws::client!(aws_sdk_cloudwatchlogs, &sdk),
+                    s3: crate::aws::client!(aws_sdk_s3, &sdk),
+                };
+                deployer_codebuild::Session::new(clients, &manifest.project.name)
+            });
         Ok(Context {
-            manifest,
+            manifest: Arc::new(manifest),
             sdk,
-            state,
+            store,
             resolved,
             secrets,
             lock_wait: global.lock_wait,
             #[cfg(feature = "image")]
             images,
-            sink: Arc::new(Tracker {
-                inner: Renderer::new(global.json, global.verbose),
-                phases: Mutex::new(BTreeMap::new()),
-            }),
+            #[cfg(feature = "codebuild")]
+            codebuild,
+            renderer: Arc::new(Renderer::new(global.json, global.verbose)),
         })
     }
 
@@ -115,41 +118,42 @@ impl Context {
             .collect()
     }
 
-    /// A progress reporter for one service.
-    pub(crate) fn progress(&self, service: &str) -> Progress {
-        Progress::new(service, self.sink.clone())
+    /// The deploy engine of this run: the deployers compiled into this build, the image
+    /// pipeline, the smoke checks, the records and the deploy locks.
+    pub(crate) fn engine(&self, tags: &[crate::inputs::ServiceTag]) -> Engine {
+        let sink: Arc<dyn ProgressSink> = self.renderer.clone();
+        Engine::new(
+            self.manifest.clone(),
+            self.store.clone(),
+            crate::engine::locks(&self.sdk),
+            Arc::new(crate::targets::CliTargets::new(self)),
+            Arc::new(crate::engine::CliArtifacts::new(self, tags)),
+            Arc::new(crate::smoke::CliSmoke::new(self)),
+        )
+        .with_progress(sink)
+        .with_lock_wait(self.lock_wait)
+    }
+
+    /// Stops the CodeBuild builds this run started and did not see end (an interrupted run):
+    /// `StopBuild` for each, reported as warnings.
+    pub(crate) async fn stop_remote_builds(&self) {
+        #[cfg(feature = "codebuild")]
+        if let Some(session) = &self.codebuild {
+            for stopped in session.stop_unfinished().await {
+                match stopped.result {
+                    Ok(()) => tracing::warn!("stopped CodeBuild build {}", stopped.build_id),
+                    Err(error) => tracing::warn!(
+                        "CodeBuild build {} may still be running: StopBuild failed: {error}",
+                        stopped.build_id
+                    ),
+                }
+            }
+        }
     }
 
     /// Ends the live progress view; call before printing the result.
     pub(crate) fn finish_progress(&self) {
-        self.sink.inner.finish();
-    }
-
-    /// Takes the deploy lock of `service` (one rollout per service at a time).
-    pub(crate) async fn lock(
-        &self,
-        service: &deployer_core::Service,
-        progress: &Progress,
-    ) -> Result<crate::lock::Held, crate::lock::LockError> {
-        let parameter = crate::state::lock_parameter(&self.manifest.project, service);
-        let wait = self.lock_wait.unwrap_or(service.timeout);
-        crate::lock::acquire(
-            self.state.client(),
-            &service.name,
-            &parameter,
-            wait,
-            progress,
-        )
-        .await
-    }
-
-    /// The last phase a service reported.
-    pub(crate) fn last_phase(&self, service: &str) -> Option<Phase> {
-        self.sink
-            .phases
-            .lock()
-            .ok()
-            .and_then(|phases| phases.get(service).copied())
+        self.renderer.finish();
     }
 }
 
@@ -159,7 +163,7 @@ fn registry(host: &str, sdk: &SdkConfig) -> deployer_image::Registry {
     match deployer_image::EcrHost::parse(host) {
         Some(ecr) => {
             let config = aws_sdk_ecr::config::Builder::from(sdk)
-                .retry_partition(crate::aws::retry_partition(sdk))
+                .retry_partition(crate::aws::retry_partition(sdk, "ecr"))
                 .region(aws_config::Region::new(ecr.region.clone()))
                 .build();
             deployer_image::Registry::ecr(host, ecr, aws_sdk_ecr::Client::from_conf(config))

@@ -49,11 +49,32 @@ pub(crate) fn classify(error: &anyhow::Error) -> Exit {
         {
             return Exit::Usage;
         }
+        if let Some(external) = cause.downcast_ref::<deployer_engine::External>() {
+            return if external.usage {
+                Exit::Usage
+            } else {
+                Exit::Failure
+            };
+        }
+        if let Some(engine) = cause.downcast_ref::<deployer_engine::EngineError>() {
+            return if engine.is_usage() {
+                Exit::Usage
+            } else {
+                Exit::Failure
+            };
+        }
         if let Some(deploy) = cause.downcast_ref::<DeployError>() {
             return if deploy.is_config() {
                 Exit::Usage
             } else {
                 Exit::Failure
+            };
+        }
+        #[cfg(feature = "config")]
+        if let Some(source) = cause.downcast_ref::<deployer_config::SourceError>() {
+            return match source {
+                deployer_config::SourceError::Invalid(_) => Exit::Usage,
+                deployer_config::SourceError::Read { .. } => Exit::Failure,
             };
         }
         #[cfg(feature = "image")]

@@ -1,4 +1,5 @@
-//! GitHub Actions: a markdown summary of the run appended to `$GITHUB_STEP_SUMMARY`.
+//! GitHub Actions: a markdown summary of the run appended to `$GITHUB_STEP_SUMMARY`, and
+//! `::warning::` annotations.
 
 use std::io::Write as _;
 
@@ -13,25 +14,42 @@ pub(crate) fn step_summary(command: &str, reports: &[ServiceReport]) {
         "### deployer {command}\n\n| service | kind | action | tag | time |\n|---|---|---|---|---|\n"
     );
     for report in reports {
-        let seconds = report.durations_ms.get("total").copied().unwrap_or(0) as f64 / 1000.0;
+        let result = &report.result;
+        let seconds = result.durations_ms.get("total").copied().unwrap_or(0) as f64 / 1000.0;
         let action = if report.error.is_some() {
-            format!("❌ {}", report.action)
+            format!("❌ {}", result.action)
         } else {
-            report.action.clone()
+            result.action.to_string()
         };
         text.push_str(&format!(
             "| {} | {} | {} | `{}` | {seconds:.1}s |\n",
-            report.service,
-            report.kind.as_str(),
+            result.service,
+            result.kind.as_str(),
             action,
-            report.tag
+            result.tag
         ));
     }
     for report in reports {
         if let Some(error) = &report.error {
             text.push_str(&format!(
                 "\n**{}**:\n```\n{}\n```\n",
-                report.service, error.message
+                report.result.service, error.message
+            ));
+        }
+        if let Some(diagnosis) = &report.result.diagnosis {
+            // A collapsible block per failed service (fences longer than any in the text).
+            let gist = diagnosis.headline().unwrap_or_default();
+            text.push_str(&format!(
+                "\n<details><summary>Why <b>{}</b> failed: {}</summary>\n\n````text\n{}````\n\n</details>\n",
+                report.result.service,
+                html_escape(&gist),
+                crate::diagnosis::text(diagnosis)
+            ));
+        }
+        for warning in &report.result.warnings {
+            text.push_str(&format!(
+                "\n**{}**: warning: {warning}\n",
+                report.result.service
             ));
         }
     }
@@ -47,4 +65,24 @@ pub(crate) fn step_summary(command: &str, reports: &[ServiceReport]) {
             path.to_string_lossy()
         );
     }
+}
+
+/// A `::warning::` annotation of `service` on stderr when running in GitHub Actions (where the
+/// runner turns it into an annotation of the run); nothing elsewhere. Like the progress
+/// renderer's `::error::`, it goes to stderr: stdout carries the result only.
+#[allow(clippy::print_stderr)]
+pub(crate) fn warning(service: &str, message: &str) {
+    if crate::progress::github_actions() {
+        eprintln!(
+            "::warning title=deployer {service}::{}",
+            crate::progress::escape(message)
+        );
+    }
+}
+
+/// `text` safe inside an HTML element of the summary.
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }

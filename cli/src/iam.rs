@@ -10,14 +10,15 @@
 //!
 //! | statement | actions | resources | because |
 //! |---|---|---|---|
-//! | `DeployerState` | `ssm:GetParameter`, `ssm:PutParameter` | `<prefix>/<service>/image-tag` and `/deploy-state` of each service | the tag IaC reads back; the deploy record (rollback target, pending rollout, last outcome) |
+//! | `DeployerState` | `ssm:GetParameters`, `ssm:PutParameter` | `<prefix>/<service>/image-tag` and `/deploy-state` of each service | the tag IaC reads back; the deploy record (rollback target, pending rollout, last outcome); the records of every service are read in batches of ten |
 //! | `DeployerLocks` | `ssm:GetParameter`, `ssm:PutParameter`, `ssm:DeleteParameter` | `<prefix>/<service>/lock` | one deploy per service at a time: created without overwrite, renewed, deleted |
-//! | `DeployerLockTakeovers` | `ssm:PutParameter`, `ssm:DeleteParameter` | `<prefix>/<service>/lock-takeover-*` | the token of the one deploy that removes a dead holder's expired lock |
+//! | `DeployerLockTakeovers` | `ssm:GetParameter`, `ssm:PutParameter`, `ssm:DeleteParameter` | `<prefix>/<service>/lock-takeover-*` | the token of the one deploy that removes a dead holder's expired lock (read to recognise its own, or a stale one) |
 //! | `LookupSsmParameters` | `ssm:GetParameter` | the `ssm` lookups' parameters | lookups are resolved on every run |
 //! | `LookupCloudFormationStacks` | `cloudformation:DescribeStacks` | `stack/<name>/*` of the `cfn_output` lookups | |
 //! | `LookupTerraformStates` | `s3:GetObject` | the `s3://` states of the `tf_output` lookups | |
-//! | `EcrLoginAcceptsOnlyStar` | `ecr:GetAuthorizationToken` | `*` | the builder's login; the action has no resource |
-//! | `EcrCheckAndPush` | `ecr:DescribeImages`, `ecr:BatchGetImage`, `ecr:BatchCheckLayerAvailability`, `ecr:InitiateLayerUpload`, `ecr:UploadLayerPart`, `ecr:CompleteLayerUpload`, `ecr:PutImage` | the services' repositories | "is this tag there" (API), then the builder's push (registry protocol, authorized as these actions) |
+//! | `EcrLoginAcceptsOnlyStar` | `ecr:GetAuthorizationToken` | `*` | the local builder's login (only when a selected image builds here); the action has no resource |
+//! | `EcrCheckBuiltOnCodeBuild` | `ecr:DescribeImages`, `ecr:BatchGetImage`, `ecr:GetDownloadUrlForLayer` | the repositories of services with `builder = "codebuild"` | the tag and platform checks; the CodeBuild project's role pushes (for those services no login and no push actions; `EcrMoveTagBuiltOnCodeBuild`: `ecr:PutImage` for an ECS service with `force_new_deployment`, which moves its tag) |
+//! | `EcrCheckAndPush` | `ecr:DescribeImages`, `ecr:BatchGetImage`, `ecr:GetDownloadUrlForLayer`, `ecr:BatchCheckLayerAvailability`, `ecr:InitiateLayerUpload`, `ecr:UploadLayerPart`, `ecr:CompleteLayerUpload`, `ecr:PutImage` | the services' repositories | "is this tag there, as what manifest, for which platform" (API: the manifest and its config blob), then the builder's push (registry protocol, authorized as these actions) |
 //! | `EcsTaskDefinitionsAcceptOnlyStar` | `ecs:DescribeTaskDefinition`, `ecs:RegisterTaskDefinition` (not for services with `force_new_deployment` only, which restart the live revision: no register, tag or pass-role) | `*` | ECS does not scope these two by resource |
 //! | `<Service>EcsService` | `ecs:DescribeServices`, `ecs:UpdateService` | the service | read, roll, poll |
 //! | `<Service>EcsTagOnRegister` | `ecs:TagResource` if `ecs:CreateAction` = `RegisterTaskDefinition` | `task-definition/<family>:*` | a new revision carries the live one's tags: tag-on-create is authorized as `TagResource` |
@@ -27,6 +28,12 @@
 //! | `<Service>LambdaFunction` | `lambda:GetFunction`, `lambda:GetFunctionConfiguration`, `lambda:UpdateFunctionCode`; with `publish`: `lambda:PublishVersion` (+ `lambda:ListVersionsByFunction` without an alias); with `alias`: `lambda:GetAlias`, `lambda:UpdateAlias`, `lambda:CreateAlias` | the function | `UpdateFunctionCode` passes no role: no `iam:PassRole` |
 //! | `<Service>LambdaVersions` | `lambda:GetFunctionConfiguration` | `<function>:*` | with `publish`: a published version is read until it is active |
 //! | `<Service>LambdaZipUpload` | `s3:PutObject`, `s3:GetObject` | `<s3_bucket>/<s3_key_prefix>*` | zips above the direct-upload limit (`HeadObject` is authorized as `GetObject`) |
+//! | `<Service>ConfigTableItems` | `dynamodb:Scan`, `dynamodb:PutItem`, `dynamodb:UpdateItem`, `dynamodb:DeleteItem` | the config service's table | the items are read with one `Scan` and written with `TransactWriteItems`, which IAM authorizes per write it holds (put, update, delete); nothing about the table itself |
+//! | `<Service>ConfigParametersRead` | `ssm:GetParametersByPath` | the config service's prefix (the path itself) | the parameters under it are read in pages |
+//! | `<Service>ConfigParameters` | `ssm:GetParameters`, `ssm:PutParameter`, `ssm:DeleteParameters` | `<prefix>/*` | versions checked again before a group of writes; one parameter per leaf written; removed ones deleted (`prune`) |
+//! | `SsmDescribeParametersAcceptsOnlyStar` | `ssm:DescribeParameters` | `*` | the owner marks are in the descriptions, which only this list action returns; it has no resource |
+//! | `<Service>ConfigApplied` | `ssm:GetParameter`, `ssm:PutParameter` | `<ssm_prefix>/<service>/config-applied` | the marker of the set last applied completely: the no-op path's one read |
+//! | `<Service>ConfigSets` | `s3:PutObject`, `s3:GetObject` | `<s3_bucket>/<s3_key_prefix>*` | the content-addressed copy of every applied set, read back by `rollback` and `status` (`HeadObject` is authorized as `GetObject`) |
 //! | `SageMakerListAcceptsOnlyStar` | `sagemaker:ListModels`, `sagemaker:ListEndpointConfigs` | `*` | the cleanup finds the copies it made by name prefix; SageMaker's list actions have no resource |
 //! | `<Service>SageMakerEndpoint` | `sagemaker:DescribeEndpoint`, `sagemaker:UpdateEndpoint` | the endpoint | |
 //! | `<Service>SageMakerLiveConfig` | `sagemaker:DescribeEndpointConfig`, `sagemaker:ListTags`, `sagemaker:UpdateEndpoint` | the live endpoint config | copied into the new one; `UpdateEndpoint` is authorized on the config it moves to as well as on the endpoint, and a rollback moves back to this one |
@@ -34,6 +41,9 @@
 //! | `<Service>SageMakerOwnConfigs` | `sagemaker:CreateEndpointConfig`, `sagemaker:DescribeEndpointConfig`, `sagemaker:DeleteEndpointConfig`, `sagemaker:AddTags`, `sagemaker:ListTags`, `sagemaker:UpdateEndpoint` | `endpoint-config/<endpoint>-*` | the configs deployer creates (named from the endpoint), moves to and cleans up; tags on create are authorized as `AddTags` |
 //! | `<Service>SageMakerOwnModels` | `sagemaker:CreateModel`, `sagemaker:DescribeModel`, `sagemaker:DeleteModel`, `sagemaker:AddTags`, `sagemaker:ListTags` | `model/<endpoint>-*` | likewise for models |
 //! | `<Service>PassModelRole` | `iam:PassRole` if `iam:PassedToService` = `sagemaker.amazonaws.com` | the live models' execution roles | `CreateModel` passes it |
+//! | `CodeBuildProjects` | `codebuild:StartBuild`, `codebuild:BatchGetBuilds`, `codebuild:StopBuild` | the CodeBuild projects of the services with `builder = "codebuild"` | start a build, follow it, stop it when the run is interrupted or its deadline passes |
+//! | `CodeBuildContexts` | `s3:PutObject`, `s3:GetObject` | `<bucket>/deployer/<project>/contexts/*` | the build context upload (`HeadObject` first, authorized as `GetObject`) |
+//! | `CodeBuildLogs` | `logs:GetLogEvents` | `log-group:/aws/codebuild/<codebuild project>:log-stream:*` | the build's log lines (CodeBuild's default log group) |
 //! | `<Service>SmokeInvoke` | `lambda:InvokeFunction` / `bedrock-agentcore:InvokeAgentRuntime` | the alias (or function) / the runtime and its `DEFAULT` endpoint | an `invoke` smoke check |
 //!
 //! # Only `*`
@@ -42,16 +52,21 @@
 //! `ecr:GetAuthorizationToken` (a registry-wide login token), `ecs:RegisterTaskDefinition` and
 //! `ecs:DescribeTaskDefinition` (ECS authorizes task-definition reads and registrations per
 //! account), `sagemaker:ListModels` and `sagemaker:ListEndpointConfigs` (list actions; what is
-//! then deleted is scoped to deployer's own names). Everything else is scoped to ARNs taken
+//! then deleted is scoped to deployer's own names), `ssm:DescribeParameters` (config services
+//! on SSM: the list that carries the owner marks). Everything else is scoped to ARNs taken
 //! from the manifest, the resolved lookups and the live resources.
 //!
 //! # Not included
 //!
 //! - `sts:GetCallerIdentity` needs no permission.
 //! - Reading a SecureString under a customer-managed KMS key also needs `kms:Decrypt` on that
-//!   key; SageMaker endpoint configs with a `KmsKeyId` need `kms:CreateGrant` on it.
+//!   key (config services write theirs with the account's default `aws/ssm` key); SageMaker endpoint configs with a `KmsKeyId` need `kms:CreateGrant` on it.
 //! - A Lambda image function pulls from ECR with the repository policy IaC set up (it names
 //!   `lambda.amazonaws.com`); the deploy role needs no ECR read permission for that.
+//! - The CodeBuild project's own role (its ECR push, reading the context object, writing its
+//!   logs) belongs to the infrastructure; the deploy role does not pass it. A project whose
+//!   logs go to another log group than `/aws/codebuild/<project>` needs `logs:GetLogEvents`
+//!   on that group instead.
 //! - The policy is a snapshot of the live resources: regenerate it when IaC changes a role, a
 //!   task-definition family or a name (the ECS `TagResource` statement appears only while the
 //!   live task definition carries tags).
@@ -106,6 +121,18 @@ pub(crate) struct Facts {
     /// The distinct lookups resolved for the selected services.
     pub(crate) lookups: Vec<Lookup>,
     pub(crate) services: Vec<ServiceFacts>,
+    /// The CodeBuild projects and context buckets of the services built on CodeBuild.
+    pub(crate) codebuild: Vec<CodeBuildFacts>,
+}
+
+/// Where one service builds on CodeBuild (after lookups).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct CodeBuildFacts {
+    /// The CodeBuild project.
+    pub(crate) project: String,
+    pub(crate) bucket: String,
+    /// `deployer/<deployer project>/contexts/`.
+    pub(crate) key_prefix: String,
 }
 
 /// An ECR registry host's parts.
@@ -124,6 +151,8 @@ pub(crate) struct ServiceFacts {
     pub(crate) repository: Option<String>,
     /// Whether an `invoke` smoke check runs after its rollouts.
     pub(crate) smoke_invoke: bool,
+    /// Whether its image builds on CodeBuild (whose own role pushes it).
+    pub(crate) remote_build: bool,
     pub(crate) live: Live,
 }
 
@@ -134,7 +163,8 @@ pub(crate) struct ServiceFacts {
         feature = "ecs",
         feature = "agentcore",
         feature = "lambda",
-        feature = "sagemaker"
+        feature = "sagemaker",
+        feature = "config"
     )),
     allow(dead_code)
 )]
@@ -163,6 +193,14 @@ pub(crate) enum Live {
         /// `(bucket, key prefix)` of zips above the direct-upload limit.
         s3: Option<(String, String)>,
     },
+    /// A config service: its store, its marker parameter, where its sets are kept.
+    Config {
+        store: ConfigStoreFacts,
+        /// `<ssm_prefix>/<service>/config-applied`.
+        marker: String,
+        bucket: String,
+        key_prefix: String,
+    },
     Sagemaker {
         endpoint_arn: String,
         /// What every model and endpoint config deployer creates for the endpoint starts with.
@@ -173,6 +211,16 @@ pub(crate) enum Live {
         /// The live models' execution roles.
         roles: Vec<String>,
     },
+}
+
+/// Where a config service writes.
+#[derive(Clone, Debug)]
+#[cfg_attr(not(feature = "config"), allow(dead_code))]
+pub(crate) enum ConfigStoreFacts {
+    /// A table, by ARN.
+    Table { arn: String },
+    /// SSM parameters under a prefix.
+    Parameters { prefix: String },
 }
 
 /// The `iam:PassedToService` value for each kind of role deployer passes on.
@@ -322,7 +370,7 @@ pub(crate) fn policy(facts: &Facts) -> Policy {
     if !own.is_empty() {
         b.allow(
             "DeployerState".into(),
-            &["ssm:GetParameter", "ssm:PutParameter"],
+            &["ssm:GetParameters", "ssm:PutParameter"],
             own,
         );
         let parameter = |service: &ServiceFacts, suffix: &str| {
@@ -342,7 +390,11 @@ pub(crate) fn policy(facts: &Facts) -> Policy {
         );
         b.allow(
             "DeployerLockTakeovers".into(),
-            &["ssm:PutParameter", "ssm:DeleteParameter"],
+            &[
+                "ssm:GetParameter",
+                "ssm:PutParameter",
+                "ssm:DeleteParameter",
+            ],
             facts
                 .services
                 .iter()
@@ -351,12 +403,25 @@ pub(crate) fn policy(facts: &Facts) -> Policy {
     }
     lookups(&mut b, facts);
 
-    let repositories: Vec<&str> = facts
-        .services
-        .iter()
-        .filter_map(|s| s.repository.as_deref())
-        .collect();
-    if let (Some(ecr), false) = (&facts.ecr, repositories.is_empty()) {
+    // Images built here are pushed with the deploy role; images built on CodeBuild are pushed
+    // by the CodeBuild project's role, and only read here (the tag check, the platform check)
+    // — or retagged, for an ECS service with `force_new_deployment`.
+    let repositories = |remote: bool| -> Vec<&str> {
+        facts
+            .services
+            .iter()
+            .filter(|s| s.remote_build == remote)
+            .filter_map(|s| s.repository.as_deref())
+            .collect()
+    };
+    let (local, remote) = (repositories(false), repositories(true));
+    let repository_arn = |ecr: &Ecr, repo: &str| {
+        format!(
+            "arn:{}:ecr:{}:{}:repository/{repo}",
+            ecr.partition, ecr.region, ecr.account
+        )
+    };
+    if let (Some(ecr), false) = (&facts.ecr, local.is_empty()) {
         b.allow(
             "EcrLoginAcceptsOnlyStar".into(),
             &["ecr:GetAuthorizationToken"],
@@ -367,19 +432,49 @@ pub(crate) fn policy(facts: &Facts) -> Policy {
             &[
                 "ecr:DescribeImages",
                 "ecr:BatchGetImage",
+                "ecr:GetDownloadUrlForLayer",
                 "ecr:BatchCheckLayerAvailability",
                 "ecr:InitiateLayerUpload",
                 "ecr:UploadLayerPart",
                 "ecr:CompleteLayerUpload",
                 "ecr:PutImage",
             ],
-            repositories.iter().map(|repo| {
-                format!(
-                    "arn:{}:ecr:{}:{}:repository/{repo}",
-                    ecr.partition, ecr.region, ecr.account
-                )
-            }),
+            local.iter().map(|repo| repository_arn(ecr, repo)),
         );
+    }
+    if let (Some(ecr), false) = (&facts.ecr, remote.is_empty()) {
+        b.allow(
+            "EcrCheckBuiltOnCodeBuild".into(),
+            &[
+                "ecr:DescribeImages",
+                "ecr:BatchGetImage",
+                "ecr:GetDownloadUrlForLayer",
+            ],
+            remote.iter().map(|repo| repository_arn(ecr, repo)),
+        );
+        let retagged: Vec<String> = facts
+            .services
+            .iter()
+            .filter(|s| {
+                s.remote_build
+                    && matches!(
+                        s.live,
+                        Live::Ecs {
+                            registers: false,
+                            ..
+                        }
+                    )
+            })
+            .filter_map(|s| s.repository.as_deref())
+            .map(|repo| repository_arn(ecr, repo))
+            .collect();
+        if !retagged.is_empty() {
+            b.allow(
+                "EcrMoveTagBuiltOnCodeBuild".into(),
+                &["ecr:PutImage"],
+                retagged,
+            );
+        }
     }
     let ecs: Vec<bool> = facts
         .services
@@ -412,8 +507,45 @@ pub(crate) fn policy(facts: &Facts) -> Policy {
             ["*".to_owned()],
         );
     }
+    if !facts.codebuild.is_empty() {
+        let distinct: BTreeSet<&CodeBuildFacts> = facts.codebuild.iter().collect();
+        b.allow(
+            "CodeBuildProjects".into(),
+            &[
+                "codebuild:StartBuild",
+                "codebuild:BatchGetBuilds",
+                "codebuild:StopBuild",
+            ],
+            distinct.iter().map(|c| {
+                format!(
+                    "arn:{}:codebuild:{}:{}:project/{}",
+                    account.partition, account.region, account.account, c.project
+                )
+            }),
+        );
+        b.allow(
+            "CodeBuildContexts".into(),
+            &["s3:PutObject", "s3:GetObject"],
+            distinct.iter().map(|c| {
+                format!(
+                    "arn:{}:s3:::{}/{}*",
+                    account.partition, c.bucket, c.key_prefix
+                )
+            }),
+        );
+        b.allow(
+            "CodeBuildLogs".into(),
+            &["logs:GetLogEvents"],
+            distinct.iter().map(|c| {
+                format!(
+                    "arn:{}:logs:{}:{}:log-group:/aws/codebuild/{}:log-stream:*",
+                    account.partition, account.region, account.account, c.project
+                )
+            }),
+        );
+    }
     for service in &facts.services {
-        target(&mut b, service);
+        target(&mut b, account, service);
     }
     Policy {
         version: "2012-10-17",
@@ -461,9 +593,64 @@ fn lookups(b: &mut Builder, facts: &Facts) {
     }
 }
 
-fn target(b: &mut Builder, service: &ServiceFacts) {
+fn target(b: &mut Builder, account: &Account, service: &ServiceFacts) {
     let name = sid_part(&service.name);
     match &service.live {
+        Live::Config {
+            store,
+            marker,
+            bucket,
+            key_prefix,
+        } => {
+            match store {
+                ConfigStoreFacts::Table { arn } => {
+                    // TransactWriteItems is authorized per write it holds, as these actions.
+                    b.allow(
+                        format!("{name}ConfigTableItems"),
+                        &[
+                            "dynamodb:Scan",
+                            "dynamodb:PutItem",
+                            "dynamodb:UpdateItem",
+                            "dynamodb:DeleteItem",
+                        ],
+                        [arn.clone()],
+                    );
+                }
+                ConfigStoreFacts::Parameters { prefix } => {
+                    b.allow(
+                        format!("{name}ConfigParametersRead"),
+                        &["ssm:GetParametersByPath"],
+                        [parameter_arn(account, prefix)],
+                    );
+                    b.allow(
+                        format!("{name}ConfigParameters"),
+                        &[
+                            "ssm:GetParameters",
+                            "ssm:PutParameter",
+                            "ssm:DeleteParameters",
+                        ],
+                        [format!("{}/*", parameter_arn(account, prefix))],
+                    );
+                    let sid = "SsmDescribeParametersAcceptsOnlyStar";
+                    if !b.sids.contains(sid) {
+                        b.allow(sid.into(), &["ssm:DescribeParameters"], ["*".to_owned()]);
+                    }
+                }
+            }
+            b.allow(
+                format!("{name}ConfigApplied"),
+                &["ssm:GetParameter", "ssm:PutParameter"],
+                [parameter_arn(account, marker)],
+            );
+            b.allow(
+                format!("{name}ConfigSets"),
+                &["s3:PutObject", "s3:GetObject"],
+                [format!(
+                    "arn:{}:s3:::{bucket}/{key_prefix}*",
+                    account.partition
+                )],
+            );
+        }
         Live::Ecs {
             service_arn,
             task_definition_arn,
@@ -689,6 +876,70 @@ mod tests {
             ecr: None,
             lookups: Vec::new(),
             services,
+            codebuild: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn codebuild_builds_are_scoped_to_the_project_the_context_prefix_and_the_log_group() {
+        let mut with = facts(vec![ecs("api"), ecs("worker")]);
+        let shared = CodeBuildFacts {
+            project: "acme-images".into(),
+            bucket: "acme-contexts".into(),
+            key_prefix: "deployer/acme/contexts/".into(),
+        };
+        with.codebuild = vec![shared.clone(), shared];
+        let policy = policy(&with);
+        let projects = statement(&policy, "CodeBuildProjects");
+        assert_eq!(
+            projects.resources,
+            ["arn:aws:codebuild:us-east-1:123456789012:project/acme-images"]
+        );
+        assert_eq!(
+            statement(&policy, "CodeBuildContexts").resources,
+            ["arn:aws:s3:::acme-contexts/deployer/acme/contexts/*"]
+        );
+        assert_eq!(
+            statement(&policy, "CodeBuildLogs").resources,
+            [
+                "arn:aws:logs:us-east-1:123456789012:log-group:/aws/codebuild/acme-images:log-stream:*"
+            ]
+        );
+        let without = super::policy(&facts(vec![ecs("api")]));
+        assert!(!sids(&without).iter().any(|s| s.starts_with("CodeBuild")));
+
+        // With ECR: no login and no push for images CodeBuild pushes.
+        let ecr = Ecr {
+            partition: "aws".into(),
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+        };
+        let mut remote = ecs("api");
+        remote.remote_build = true;
+        let mut mixed = facts(vec![remote.clone(), ecs("worker")]);
+        mixed.ecr = Some(ecr.clone());
+        let policy = super::policy(&mixed);
+        assert_eq!(
+            statement(&policy, "EcrCheckBuiltOnCodeBuild").resources,
+            ["arn:aws:ecr:us-east-1:123456789012:repository/acme/api"]
+        );
+        assert_eq!(
+            statement(&policy, "EcrCheckAndPush").resources,
+            ["arn:aws:ecr:us-east-1:123456789012:repository/acme/worker"]
+        );
+        let mut only_remote = facts(vec![remote]);
+        only_remote.ecr = Some(ecr);
+        let policy = super::policy(&only_remote);
+        for absent in [
+            "EcrLoginAcceptsOnlyStar",
+            "EcrCheckAndPush",
+            "EcrMoveTagBuiltOnCodeBuild",
+        ] {
+            assert!(
+                !sids(&policy).contains(&absent),
+                "{absent}: {:?}",
+                sids(&policy)
+            );
         }
     }
 
@@ -697,6 +948,7 @@ mod tests {
             name: name.into(),
             repository: Some(format!("acme/{name}")),
             smoke_invoke: false,
+            remote_build: false,
             live: Live::Ecs {
                 service_arn: format!("arn:aws:ecs:us-east-1:123456789012:service/acme/{name}"),
                 task_definition_arn: format!(
@@ -716,6 +968,7 @@ mod tests {
             name: name.into(),
             repository: None,
             smoke_invoke: false,
+            remote_build: false,
             live: Live::Lambda {
                 function_arn: format!("arn:aws:lambda:us-east-1:123456789012:function:acme-{name}"),
                 publish,
@@ -742,11 +995,89 @@ mod tests {
         policy.statements.iter().map(|s| s.sid.as_str()).collect()
     }
 
+    fn config(name: &str, store: ConfigStoreFacts) -> ServiceFacts {
+        ServiceFacts {
+            name: name.into(),
+            repository: None,
+            smoke_invoke: false,
+            remote_build: false,
+            live: Live::Config {
+                store,
+                marker: format!("/acme/{name}/config-applied"),
+                bucket: "acme-deployer".into(),
+                key_prefix: format!("deployer/acme/{name}/"),
+            },
+        }
+    }
+
+    #[test]
+    fn a_config_service_gets_its_table_items_marker_and_sets_only() {
+        let table = config(
+            "repos",
+            ConfigStoreFacts::Table {
+                arn: "arn:aws:dynamodb:us-east-1:123456789012:table/acme-repos".into(),
+            },
+        );
+        let policy = policy(&facts(vec![table]));
+        assert_eq!(
+            sids(&policy)[3..],
+            [
+                "ReposConfigTableItems",
+                "ReposConfigApplied",
+                "ReposConfigSets"
+            ]
+        );
+        let items = statement(&policy, "ReposConfigTableItems");
+        assert_eq!(
+            items.actions,
+            [
+                "dynamodb:Scan",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem"
+            ]
+        );
+        assert_eq!(
+            items.resources,
+            ["arn:aws:dynamodb:us-east-1:123456789012:table/acme-repos"]
+        );
+        assert_eq!(
+            statement(&policy, "ReposConfigApplied").resources,
+            ["arn:aws:ssm:us-east-1:123456789012:parameter/acme/repos/config-applied"]
+        );
+        assert_eq!(
+            statement(&policy, "ReposConfigSets").resources,
+            ["arn:aws:s3:::acme-deployer/deployer/acme/repos/*"]
+        );
+        let flags = |name: &str| {
+            config(
+                name,
+                ConfigStoreFacts::Parameters {
+                    prefix: format!("/acme/{name}"),
+                },
+            )
+        };
+        let two = super::policy(&facts(vec![flags("flags"), flags("limits")]));
+        assert_eq!(
+            statement(&two, "FlagsConfigParameters").resources,
+            ["arn:aws:ssm:us-east-1:123456789012:parameter/acme/flags/*"]
+        );
+        assert_eq!(
+            statement(&two, "FlagsConfigParametersRead").resources,
+            ["arn:aws:ssm:us-east-1:123456789012:parameter/acme/flags"]
+        );
+        let stars: Vec<&str> = sids(&two)
+            .into_iter()
+            .filter(|s| s.starts_with("SsmDescribe"))
+            .collect();
+        assert_eq!(stars, ["SsmDescribeParametersAcceptsOnlyStar"]);
+    }
+
     #[test]
     fn state_parameters_are_exactly_the_services_own_two() {
         let policy = policy(&facts(vec![lambda("render", false, None)]));
         let state = statement(&policy, "DeployerState");
-        assert_eq!(state.actions, ["ssm:GetParameter", "ssm:PutParameter"]);
+        assert_eq!(state.actions, ["ssm:GetParameters", "ssm:PutParameter"]);
         assert_eq!(
             state.resources,
             [
@@ -895,6 +1226,7 @@ mod tests {
         for action in [
             "ecr:DescribeImages",
             "ecr:BatchGetImage",
+            "ecr:GetDownloadUrlForLayer",
             "ecr:InitiateLayerUpload",
             "ecr:UploadLayerPart",
             "ecr:CompleteLayerUpload",
@@ -1003,6 +1335,7 @@ mod tests {
             name: "inference-api".into(),
             repository: Some("acme/inference-api".into()),
             smoke_invoke: true,
+            remote_build: false,
             live: Live::Agentcore {
                 runtime_arn: runtime_arn.into(),
                 role_arn: "arn:aws:iam::123456789012:role/acme-agentcore".into(),
@@ -1028,6 +1361,7 @@ mod tests {
             name: "embeddings".into(),
             repository: Some("acme/embeddings".into()),
             smoke_invoke: false,
+            remote_build: false,
             live: Live::Sagemaker {
                 endpoint_arn: format!("{base}:endpoint/Acme-Embeddings"),
                 name_prefix: "Acme-Embeddings".into(),

@@ -5,7 +5,8 @@
 //! with `--json`), progress and logs to stderr.
 //!
 //! The deployers are composed by cargo feature (`ecs`, `agentcore`, `lambda-image`,
-//! `lambda-zip`, all on by default): a build without a feature still parses manifests that use
+//! `lambda-zip`, `sagemaker`, `config`, all on by default; `codebuild` for builds on AWS
+//! CodeBuild): a build without a feature still parses manifests that use
 //! the kind and fails loudly, naming the feature, when asked to operate on such a service.
 //!
 //! ```text
@@ -17,17 +18,25 @@ mod args;
 pub mod aws;
 mod commands;
 mod context;
+mod diagnosis;
+mod engine;
 mod exit;
 mod github;
 mod iam;
 mod inputs;
-mod lock;
 mod lookups;
 mod output;
 mod progress;
+#[cfg(all(
+    test,
+    feature = "ecs",
+    feature = "agentcore",
+    feature = "sagemaker",
+    feature = "lambda"
+))]
+mod record_format;
 mod rollout;
 mod smoke;
-mod state;
 mod targets;
 
 use std::ffi::OsString;

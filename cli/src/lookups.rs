@@ -8,6 +8,7 @@ use std::path::Path;
 use aws_config::SdkConfig;
 use aws_sdk_ssm::operation::get_parameter::GetParameterError;
 use aws_sdk_ssm::types::ParameterType;
+use deployer_aws::error_line;
 use deployer_core::Manifest;
 use deployer_core::manifest::{Lookup, check_registry, check_repository};
 use serde::Serialize;
@@ -61,7 +62,7 @@ pub(crate) async fn resolve(
     }
     for name in selected {
         for (field, lookup) in &manifest.services[name].lookups {
-            if images_only && field != "repository" {
+            if images_only && field != "repository" && !field.starts_with("codebuild.") {
                 continue;
             }
             wanted.push((Some(name.clone()), field.clone(), lookup.clone()));
@@ -101,6 +102,9 @@ pub(crate) async fn resolve(
         let check = match field.as_str() {
             "registry" => check_registry(&value),
             "repository" => check_repository(&value),
+            "prefix" if !value.starts_with('/') || value.ends_with('/') => Err(format!(
+                "`{value}` is not an SSM path (it starts with `/` and does not end with `/`)"
+            )),
             _ if value.trim().is_empty() => Err("the value is empty".into()),
             _ => Ok(()),
         };
@@ -149,17 +153,16 @@ async fn fetch(lookup: &Lookup, sdk: &SdkConfig, root: &Path) -> Result<(String,
                 Err(error) if matches!(error.as_service_error(), Some(GetParameterError::ParameterNotFound(_))) => {
                     Err("the parameter does not exist (is the infrastructure deployed to this account and region?)".into())
                 }
-                Err(error) => Err(format!("GetParameter failed: {}", one_line(&error))),
+                Err(error) => Err(format!("GetParameter failed: {}", error_line(&error))),
             }
         }
         Lookup::CfnOutput { stack, output } => {
             let cfn = crate::aws::client!(aws_sdk_cloudformation, sdk);
             let described = cfn.describe_stacks().stack_name(stack).send().await.map_err(|error| {
-                let text = one_line(&error);
-                if text.contains("does not exist") {
+                if deployer_aws::classify(&error) == deployer_aws::ErrorClass::NotFound {
                     format!("the stack {stack} does not exist (is the infrastructure deployed to this account and region?)")
                 } else {
-                    format!("DescribeStacks failed: {text}")
+                    format!("DescribeStacks failed: {}", error_line(&error))
                 }
             })?;
             let stack_outputs = described
@@ -200,7 +203,7 @@ async fn fetch(lookup: &Lookup, sdk: &SdkConfig, root: &Path) -> Result<(String,
                     .key(key)
                     .send()
                     .await
-                    .map_err(|error| format!("GetObject failed: {}", one_line(&error)))?;
+                    .map_err(|error| format!("GetObject failed: {}", error_line(&error)))?;
                 object
                     .body
                     .collect()
@@ -256,9 +259,4 @@ fn json_type(value: &serde_json::Value) -> &'static str {
         serde_json::Value::Array(_) => "list",
         serde_json::Value::Object(_) => "map",
     }
-}
-
-/// An SDK error in one line: its code and message, never the raw response.
-fn one_line<E: aws_sdk_ssm::error::ProvideErrorMetadata + std::error::Error>(error: &E) -> String {
-    crate::aws::sdk_message(error)
 }

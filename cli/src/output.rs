@@ -40,11 +40,28 @@ impl Printer {
     /// Reports a command's error: JSON on stdout in JSON mode, else text on stderr.
     pub(crate) fn error(&self, error: &anyhow::Error, exit: Exit) {
         if self.json {
-            let diagnostics = error
+            #[cfg_attr(not(feature = "config"), expect(unused_mut))]
+            let mut diagnostics: Vec<serde_json::Value> = error
                 .chain()
                 .find_map(|cause| cause.downcast_ref::<ManifestError>())
                 .map(|manifest| manifest.diagnostics().to_vec())
-                .unwrap_or_default();
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|d| serde_json::to_value(d).ok())
+                .collect();
+            // A config service's sources: file, line, JSON pointer, message, rule.
+            #[cfg(feature = "config")]
+            if let Some(source) = error
+                .chain()
+                .find_map(|cause| cause.downcast_ref::<deployer_config::SourceError>())
+            {
+                diagnostics.extend(
+                    source
+                        .diagnostics()
+                        .iter()
+                        .filter_map(|d| serde_json::to_value(d).ok()),
+                );
+            }
             let value = json!({
                 "error": {
                     "message": format!("{error:#}"),

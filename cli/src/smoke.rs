@@ -1,33 +1,70 @@
 //! Smoke checks after a successful rollout: an HTTP request, a command, or an invoke of the
-//! Lambda function or AgentCore runtime. A failed check marks the service failed (and, with
-//! `rollback_on_smoke_failure`, the caller rolls back). The check's output is shown with secret
-//! values redacted.
+//! Lambda function or AgentCore runtime — the engine's [`SmokeChecks`]. A failed check marks
+//! the service failed (and, with `rollback_on_smoke_failure`, the engine rolls back). The
+//! check's output is shown with secret values redacted.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use deployer_core::manifest::{Smoke, SmokeCheck};
 use deployer_core::poll::{Poll, PollPolicy, poll_until};
 use deployer_core::{Phase, Progress, Service};
+use deployer_engine::SmokeChecks;
 
 use crate::context::Context;
 
 /// At most this much of a check's output is kept.
 const OUTPUT_LIMIT: usize = 2000;
 
+/// The smoke checks of a run: commands run in the repository, HTTP requests, invokes through
+/// the run's AWS configuration; secrets redacted from what they say.
+pub(crate) struct CliSmoke {
+    root: PathBuf,
+    #[cfg_attr(not(any(feature = "lambda", feature = "agentcore")), allow(dead_code))]
+    sdk: aws_config::SdkConfig,
+    secrets: Vec<String>,
+}
+
+impl CliSmoke {
+    pub(crate) fn new(ctx: &Context) -> Self {
+        CliSmoke {
+            root: ctx.manifest.root.clone(),
+            sdk: ctx.sdk.clone(),
+            secrets: ctx.secrets(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl SmokeChecks for CliSmoke {
+    async fn run(
+        &self,
+        service: &Service,
+        check: &Smoke,
+        ids: &BTreeMap<String, String>,
+        progress: &Progress,
+    ) -> Result<String, String> {
+        run(self, service, check, ids, progress)
+            .await
+            .map_err(|error| format!("{error:#}"))
+    }
+}
+
 /// Runs the service's smoke check; `Ok` carries its (redacted) output.
-pub(crate) async fn run(
-    ctx: &Context,
+async fn run(
+    ctx: &CliSmoke,
     service: &Service,
     smoke: &Smoke,
-    ids: &std::collections::BTreeMap<String, String>,
+    ids: &BTreeMap<String, String>,
     progress: &Progress,
 ) -> anyhow::Result<String> {
     progress.emit(
         Phase::Done,
         format!("smoke check: {}", describe(&smoke.check)),
     );
-    let secrets = ctx.secrets();
+    let secrets = &ctx.secrets;
     let result = match &smoke.check {
         SmokeCheck::Http {
             url,
@@ -49,10 +86,10 @@ pub(crate) async fn run(
         }
     };
     match result {
-        Ok(output) => Ok(redact(&output, &secrets)),
+        Ok(output) => Ok(redact(&output, secrets)),
         Err(error) => Err(anyhow!(
             "smoke check failed: {}",
-            redact(&format!("{error:#}"), &secrets)
+            redact(&format!("{error:#}"), secrets)
         )),
     }
 }
@@ -142,7 +179,7 @@ async fn http(
 }
 
 async fn command(
-    ctx: &Context,
+    ctx: &CliSmoke,
     service: &Service,
     argv: &[String],
     timeout: Duration,
@@ -151,7 +188,7 @@ async fn command(
     let mut child = tokio::process::Command::new(program);
     child
         .args(args)
-        .current_dir(&ctx.manifest.root)
+        .current_dir(&ctx.root)
         .env("DEPLOYER_SERVICE", &service.name)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
@@ -187,9 +224,9 @@ async fn command(
 
 #[allow(unused_variables, unreachable_code)]
 async fn invoke(
-    ctx: &Context,
+    ctx: &CliSmoke,
     service: &Service,
-    ids: &std::collections::BTreeMap<String, String>,
+    ids: &BTreeMap<String, String>,
     payload: &str,
     expect: Option<&str>,
     timeout: Duration,
@@ -212,6 +249,7 @@ async fn invoke(
             let mut request = lambda
                 .invoke()
                 .function_name(function)
+                .log_type(aws_sdk_lambda::types::LogType::Tail)
                 .payload(aws_sdk_lambda::primitives::Blob::new(payload.as_bytes()));
             if let Some(alias) = alias {
                 request = request.qualifier(alias);
@@ -219,20 +257,20 @@ async fn invoke(
             let output = tokio::time::timeout(timeout, request.send())
                 .await
                 .map_err(|_| anyhow!("the invoke did not answer within {}s", timeout.as_secs()))?
-                .map_err(|error| anyhow!("Invoke failed: {}", crate::aws::sdk_message(&error)))?;
+                .map_err(|error| anyhow!("Invoke failed: {}", deployer_aws::error_line(&error)))?;
             let body = output
                 .payload()
                 .map(|p| String::from_utf8_lossy(p.as_ref()).into_owned())
                 .unwrap_or_default();
             if let Some(kind) = output.function_error() {
-                bail!("the function failed ({kind}): {}", clip(&body));
+                let tail = log_tail(&lambda, function, output.log_result()).await;
+                bail!("the function failed ({kind}): {}{tail}", clip(&body));
             }
             body
         }
         #[cfg(feature = "agentcore")]
         Target::Agentcore(_) => {
-            let arn = ids
-                .get("arn")
+            let arn = deployer_agentcore::ids::runtime_arn(ids)
                 .context("the rollout recorded no runtime ARN to invoke")?;
             let agentcore = crate::aws::client!(aws_sdk_bedrockagentcore, &ctx.sdk);
             // a session id of at least 33 characters, unique per check
@@ -243,7 +281,7 @@ async fn invoke(
                 .collect::<String>();
             let request = agentcore
                 .invoke_agent_runtime()
-                .agent_runtime_arn(arn.split(":version").next().unwrap_or(arn))
+                .agent_runtime_arn(arn)
                 .runtime_session_id(session)
                 .content_type("application/json")
                 .payload(aws_sdk_bedrockagentcore::primitives::Blob::new(
@@ -255,7 +293,7 @@ async fn invoke(
                 .map_err(|error| {
                     anyhow!(
                         "InvokeAgentRuntime failed: {}",
-                        crate::aws::sdk_message(&error)
+                        deployer_aws::error_line(&error)
                     )
                 })?;
             let bytes = output
@@ -275,6 +313,57 @@ async fn invoke(
         _ => Ok(clip(&answer)),
     }
 }
+
+/// The last [`LOG_TAIL_LINES`] lines of an invoke's log (`LogType=Tail`: the base64 of its
+/// last 4 KB), as `\nlog tail:\n  …` lines, the function's environment values redacted (they
+/// are read only now, after a failure); empty when Lambda sent no log.
+#[cfg(feature = "lambda")]
+async fn log_tail(lambda: &aws_sdk_lambda::Client, function: &str, log: Option<&str>) -> String {
+    use base64::Engine as _;
+    let Some(bytes) =
+        log.and_then(|log| base64::engine::general_purpose::STANDARD.decode(log).ok())
+    else {
+        return String::new();
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let values: Vec<String> = match lambda
+        .get_function_configuration()
+        .function_name(function)
+        .send()
+        .await
+    {
+        Ok(config) => config
+            .environment()
+            .and_then(|env| env.variables())
+            .map(|vars| vars.values().cloned().collect())
+            .unwrap_or_default(),
+        Err(error) => {
+            return format!(
+                "\nlog tail: unavailable (its redaction needs the function's environment: GetFunctionConfiguration failed: {})",
+                deployer_aws::error_line(&error)
+            );
+        }
+    };
+    let redactor = deployer_aws::Redactor::new(values);
+    let skip = lines.len().saturating_sub(LOG_TAIL_LINES);
+    let mut tail = String::from("\nlog tail:");
+    for line in &lines[skip..] {
+        tail.push_str("\n  ");
+        tail.push_str(&redactor.apply(line));
+    }
+    tail
+}
+
+/// Log lines of a failed invoke shown at most.
+#[cfg(feature = "lambda")]
+const LOG_TAIL_LINES: usize = 30;
 
 #[cfg(test)]
 mod tests {

@@ -24,6 +24,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! `examples/agentcore-roll.rs` is a complete program that rolls one runtime over (the AWS
+//! configuration from the standard environment, progress on stderr, the outcome on stdout, a
+//! non-zero exit code on failure): `cargo run -p deployer-agentcore --example agentcore-roll --
+//! --runtime-id ID <image@digest>`.
+//!
 //! # Full replacement: nothing is dropped
 //!
 //! `UpdateAgentRuntime` replaces the runtime's whole configuration: an optional field that is
@@ -77,9 +82,17 @@
 //! configuration it sends back is the settled one. A runtime in `UPDATE_FAILED` is updated (a
 //! failed deploy is retried, never reported unchanged); `CREATE_FAILED`, `DELETING`,
 //! `DELETE_FAILED` and unknown states are refused. [`Deployer::wait`] polls until `READY` at
-//! the new version; any `*_FAILED` state fails with the runtime's `failureReason`. Transient
+//! the new version (or a later one) on the new container URI; `READY` at such a version on
+//! another image means another deploy replaced this one and is a failure naming what runs,
+//! and any `*_FAILED` state fails with the runtime's `failureReason`. Transient
 //! errors while waiting (throttling, server errors, timeouts) are retried by the SDK and then by
 //! the poll loop.
+//!
+//! # The deploy lock
+//!
+//! Each `UpdateAgentRuntime` (each retry after a conflict too) is preceded by
+//! `Progress::before_mutation`: a run that lost its deploy lock gets `DeployError::Fenced`
+//! back and sends nothing.
 //!
 //! # Secrets
 //!
@@ -92,23 +105,21 @@
 mod fields;
 mod raw;
 mod request;
-mod sdk;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_bedrockagentcorecontrol::Client;
 use aws_sdk_bedrockagentcorecontrol::operation::get_agent_runtime::GetAgentRuntimeOutput;
 use aws_sdk_bedrockagentcorecontrol::types::AgentRuntimeStatus;
+use deployer_aws::{ErrorClass, Failure, Redactor, ResponseRecorder};
 use deployer_core::manifest::AgentcoreTarget;
-use deployer_core::poll::{Poll, PollError, PollPolicy, poll_until};
-use deployer_core::{Applied, Artifact, DeployError, Deployer, LiveState, Phase, Progress};
-
-use crate::raw::ResponseRecorder;
-use crate::sdk::{Failure, Redactor};
+use deployer_core::poll::{Poll, PollPolicy, StateLog, poll_until};
+use deployer_core::{
+    Applied, Artifact, DeployError, Deployer, LiveState, Phase, Progress, one_line,
+};
 
 const GET: &str = "GetAgentRuntime";
 const UPDATE: &str = "UpdateAgentRuntime";
@@ -117,8 +128,49 @@ const UPDATE: &str = "UpdateAgentRuntime";
 /// another update that started in between (`ConflictException`).
 const CONFLICT_ATTEMPTS: usize = 3;
 
-/// How many state changes a failure or timeout reports.
-const MAX_EVENTS: usize = 20;
+/// The keys of [`LiveState::ids`] and [`Applied::ids`] for AgentCore runtimes: the record
+/// format of `deploy-state` and of the cli's `--json` output.
+///
+/// Live state: [`RUNTIME_ID`](ids::RUNTIME_ID), [`VERSION`](ids::VERSION),
+/// [`STATUS`](ids::STATUS) and, when AgentCore reports it, [`ARN`](ids::ARN). Applied:
+/// `RUNTIME_ID`, [`OLD_VERSION`](ids::OLD_VERSION), `VERSION` (the version the update made,
+/// the one it settled at after the wait) and `ARN`.
+pub mod ids {
+    use std::collections::BTreeMap;
+
+    /// The runtime id (the manifest's `runtime_id`).
+    pub const RUNTIME_ID: &str = "runtime_id";
+    /// `agentRuntimeVersion`: the live one, or the one the update made.
+    pub const VERSION: &str = "version";
+    /// Applied: the version the update replaced.
+    pub const OLD_VERSION: &str = "old_version";
+    /// Live: the runtime's status (`READY`, `UPDATING`, `UPDATE_FAILED`, …).
+    pub const STATUS: &str = "status";
+    /// `agentRuntimeArn`.
+    pub const ARN: &str = "arn";
+
+    /// The ARN to invoke the runtime by: [`ARN`] without a `:version…` qualifier. `None` when
+    /// the ids carry no ARN.
+    pub fn runtime_arn(ids: &BTreeMap<String, String>) -> Option<&str> {
+        let arn = ids.get(ARN)?;
+        arn.split(":version").next()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn the_runtime_arn_has_no_version_qualifier() {
+            let arn = "arn:aws:bedrock-agentcore:us-east-1:1:runtime/a-1";
+            for recorded in [arn.to_owned(), format!("{arn}:version/8")] {
+                let ids = BTreeMap::from([(ARN.to_owned(), recorded)]);
+                assert_eq!(runtime_arn(&ids), Some(arn));
+            }
+            assert_eq!(runtime_arn(&BTreeMap::new()), None);
+        }
+    }
+}
 
 /// Deploys container images to one AgentCore runtime.
 #[derive(Clone)]
@@ -161,7 +213,7 @@ impl AgentcoreDeployer {
         &self.target.runtime_id
     }
 
-    /// One `GetAgentRuntime`; `recorder` sees the raw response's member names.
+    /// One `GetAgentRuntime`; `recorder` keeps the raw response.
     async fn get(
         &self,
         recorder: Option<&ResponseRecorder>,
@@ -174,23 +226,22 @@ impl AgentcoreDeployer {
         if let Some(recorder) = recorder {
             call = call.interceptor(recorder.clone());
         }
-        call.send().await.map_err(|error| {
-            let failure = sdk::failure(GET, error, &Redactor::default());
-            match failure.error {
-                DeployError::Api {
-                    code: Some(code), ..
-                } if code == "ResourceNotFoundException" => Failure {
-                    error: DeployError::NotFound {
-                        what: self.target(),
-                        hint: "check `runtime_id` in deployer.toml, and the account and region \
-                               (AWS_PROFILE, AWS_REGION)"
-                            .into(),
-                    },
-                    transient: false,
-                },
-                _ => failure,
-            }
-        })
+        call.send()
+            .await
+            .map_err(|error| Failure::new(&error, &Redactor::default()))
+    }
+
+    /// The error of a failed `GetAgentRuntime`: a missing runtime is [`DeployError::NotFound`].
+    fn get_failed(&self, failure: Failure) -> DeployError {
+        if failure.class == ErrorClass::NotFound {
+            return DeployError::NotFound {
+                what: self.target(),
+                hint: "check `runtime_id` in deployer.toml, and the account and region \
+                       (AWS_PROFILE, AWS_REGION)"
+                    .into(),
+            };
+        }
+        failure.into_error(GET)
     }
 
     /// Reads the runtime; when an update is in flight, waits until it settled (in any state).
@@ -201,7 +252,10 @@ impl AgentcoreDeployer {
     ) -> Result<GetAgentRuntimeOutput, DeployError> {
         // The first read fails at once on any error: a wrong endpoint or missing permission
         // should not be waited out.
-        let first = self.get(recorder).await.map_err(|failure| failure.error)?;
+        let first = self
+            .get(recorder)
+            .await
+            .map_err(|failure| self.get_failed(failure))?;
         if classify(first.status()) != Status::InFlight {
             return Ok(first);
         }
@@ -240,57 +294,30 @@ impl AgentcoreDeployer {
     where
         F: Fn(&GetAgentRuntimeOutput, &str) -> Result<Verdict, DeployError> + Sync,
     {
-        let events: Mutex<Vec<String>> = Mutex::new(Vec::new());
-        let note = |state: &str| {
-            let Ok(mut events) = events.lock() else {
-                return;
-            };
-            if events.last().is_some_and(|last| last == state) {
-                return;
-            }
-            if let Some(progress) = progress {
-                progress.emit(Phase::Wait, state);
-            }
-            events.push(state.to_owned());
-            if events.len() > MAX_EVENTS {
-                events.remove(0);
-            }
-        };
-        let (note, decide) = (&note, &decide);
-        let result = poll_until(what, policy, || async move {
+        let log = StateLog::default();
+        let (log, decide) = (&log, &decide);
+        poll_until(what, policy, || async move {
             let live = match self.get(recorder).await {
                 Ok(live) => live,
-                Err(failure) if failure.transient => {
-                    return Ok(Poll::Pending(format!("{} (retrying)", failure.error)));
+                Err(failure) if failure.is_retryable() => {
+                    let error = failure.into_error(GET);
+                    return Ok(Poll::Pending(format!("{error} (retrying)")));
                 }
-                Err(failure) => return Err(failure.error),
+                Err(failure) => return Err(self.get_failed(failure)),
             };
             let state = state_line(&live);
-            note(&state);
+            if log.note(&state)
+                && let Some(progress) = progress
+            {
+                progress.emit(Phase::Wait, state.as_str());
+            }
             Ok(match decide(&live, &state)? {
                 Verdict::Done => Poll::Ready(live),
                 Verdict::Pending(state) => Poll::Pending(state),
             })
         })
-        .await;
-        let events = events.into_inner().unwrap_or_default();
-        match result {
-            Ok(live) => Ok(live),
-            Err(PollError::Timeout {
-                what,
-                after,
-                last_state,
-            }) => Err(DeployError::Timeout {
-                what,
-                after,
-                last_state,
-                events,
-            }),
-            Err(PollError::Failed(DeployError::RolloutFailed { reason, .. })) => {
-                Err(DeployError::RolloutFailed { reason, events })
-            }
-            Err(PollError::Failed(error)) => Err(error),
-        }
+        .await
+        .map_err(|error| error.into_deploy_error(log.states()))
     }
 
     /// Refuses runtimes an update cannot sensibly be sent to.
@@ -325,10 +352,11 @@ impl AgentcoreDeployer {
 
     /// Refuses to update when the raw response had members the SDK does not model.
     fn check_members(&self, recorder: &ResponseRecorder) -> Result<(), DeployError> {
-        let Some(members) = recorder.members() else {
+        let Some(raw) = recorder.recorded() else {
             return Ok(());
         };
-        let unknown: Vec<String> = members
+        let unknown: Vec<String> = raw
+            .members()
             .into_iter()
             .filter(|member| !fields::is_known_response_member(member))
             .map(|member| format!("`{member}`"))
@@ -373,14 +401,14 @@ impl AgentcoreDeployer {
         } else {
             live.agent_runtime_id()
         };
-        ids.insert("runtime_id".to_owned(), runtime_id.to_owned());
+        ids.insert(ids::RUNTIME_ID.to_owned(), runtime_id.to_owned());
         ids.insert(
-            "version".to_owned(),
+            ids::VERSION.to_owned(),
             live.agent_runtime_version().to_owned(),
         );
-        ids.insert("status".to_owned(), live.status().as_str().to_owned());
+        ids.insert(ids::STATUS.to_owned(), live.status().as_str().to_owned());
         if !live.agent_runtime_arn().is_empty() {
-            ids.insert("arn".to_owned(), live.agent_runtime_arn().to_owned());
+            ids.insert(ids::ARN.to_owned(), live.agent_runtime_arn().to_owned());
         }
         Ok(LiveState {
             artifact: Some(uri.to_owned()),
@@ -408,16 +436,14 @@ impl Deployer for AgentcoreDeployer {
     /// the runtime may report the image it failed to roll to.
     fn is_current(&self, live: &LiveState, wanted: &Artifact) -> bool {
         live.ids
-            .get("status")
+            .get(ids::STATUS)
             .is_some_and(|status| status == AgentRuntimeStatus::Ready.as_str())
-            && live
-                .artifact
-                .as_deref()
-                .is_some_and(|artifact| wanted.matches_live(artifact))
+            && live.runs(wanted)
     }
 
     /// Reads the runtime again (waiting out an update in flight) and sends it back whole with
-    /// the new container URI. `ids`: `runtime_id`, `old_version`, `version`, `arn`.
+    /// the new container URI, after `Progress::before_mutation`. `ids`: `runtime_id`,
+    /// `old_version`, `version`, `arn`.
     async fn apply(
         &self,
         _live: &LiveState,
@@ -444,42 +470,45 @@ impl Deployer for AgentcoreDeployer {
                     carried_summary(&current)
                 ),
             );
-            let redactor = Redactor::new(current.environment_variables());
+            let redactor = redactor(&current);
             drop(current);
-            let check = recorder.body_check(&new_uri);
+            let check = recorder
+                .recorded()
+                .map(|raw| raw::body_check(&raw, &new_uri));
             let mut update = update.customize();
             if let Some(check) = &check {
                 update = update.interceptor(check.clone());
             }
+            progress.before_mutation(UPDATE)?;
             let output = match update.send().await {
                 Ok(output) => output,
                 Err(error) => {
-                    if let Some(paths) = check.as_ref().and_then(raw::BodyCheck::problem) {
+                    if let Some(paths) = check.as_ref().and_then(deployer_aws::BodyCheck::problem) {
                         return Err(self.dropped(&paths));
                     }
-                    let failure = sdk::failure(UPDATE, error, &redactor);
-                    let conflict = matches!(&failure.error, DeployError::Api { code: Some(code), .. } if code == "ConflictException");
+                    let error = Failure::new(&error, &redactor).into_error(UPDATE);
+                    let conflict = matches!(&error, DeployError::Api { code: Some(code), .. } if code == "ConflictException");
                     if conflict && attempt < CONFLICT_ATTEMPTS {
                         progress.emit(
                             Phase::Apply,
-                            format!("{} (another update started; reading again)", failure.error),
+                            format!("{error} (another update started; reading again)"),
                         );
                         continue;
                     }
-                    return Err(failure.error);
+                    return Err(error);
                 }
             };
             let mut ids = BTreeMap::new();
-            ids.insert("runtime_id".to_owned(), self.runtime_id().to_owned());
-            ids.insert("old_version".to_owned(), old_version);
+            ids.insert(ids::RUNTIME_ID.to_owned(), self.runtime_id().to_owned());
+            ids.insert(ids::OLD_VERSION.to_owned(), old_version);
             if !output.agent_runtime_version().is_empty() {
                 ids.insert(
-                    "version".to_owned(),
+                    ids::VERSION.to_owned(),
                     output.agent_runtime_version().to_owned(),
                 );
             }
             if !output.agent_runtime_arn().is_empty() {
-                ids.insert("arn".to_owned(), output.agent_runtime_arn().to_owned());
+                ids.insert(ids::ARN.to_owned(), output.agent_runtime_arn().to_owned());
             }
             progress.emit(
                 Phase::Apply,
@@ -497,7 +526,9 @@ impl Deployer for AgentcoreDeployer {
         }
     }
 
-    /// Polls `GetAgentRuntime` until `READY` at the updated version (or a later one).
+    /// Polls `GetAgentRuntime` until `READY` at the updated version (or a later one) on the
+    /// new container URI. `READY` at that version or a later one on another image is a
+    /// [`DeployError::RolloutFailed`]: another deploy replaced this one.
     async fn wait(
         &self,
         applied: &Applied,
@@ -506,7 +537,7 @@ impl Deployer for AgentcoreDeployer {
     ) -> Result<Applied, DeployError> {
         let expected = applied
             .ids
-            .get("version")
+            .get(ids::VERSION)
             .filter(|version| !version.is_empty());
         let what = match expected {
             Some(version) => format!("{} to be READY at version {version}", self.target()),
@@ -519,14 +550,26 @@ impl Deployer for AgentcoreDeployer {
                 Some(progress),
                 None,
                 |live, state| match classify(live.status()) {
-                    Status::Ready
-                        if reached(live, expected.map(String::as_str), &applied.new_artifact) =>
-                    {
-                        Ok(Verdict::Done)
+                    Status::Ready => {
+                        match reached(live, expected.map(String::as_str), &applied.new_artifact) {
+                            Reached::Yes => Ok(Verdict::Done),
+                            Reached::NotYet => Ok(Verdict::Pending(format!(
+                                "{state}, the update is not visible yet"
+                            ))),
+                            Reached::Replaced(running) => Err(DeployError::RolloutFailed {
+                                reason: format!(
+                                    "{} is READY at version {} on {running}, not on {}{}: another deploy replaced this one; deploy again if this image should run",
+                                    self.target(),
+                                    live.agent_runtime_version(),
+                                    applied.new_artifact,
+                                    expected
+                                        .map(|v| format!(" (this deploy made version {v})"))
+                                        .unwrap_or_default(),
+                                ),
+                                events: Vec::new(),
+                            }),
+                        }
                     }
-                    Status::Ready => Ok(Verdict::Pending(format!(
-                        "{state}, the update is not visible yet"
-                    ))),
                     Status::Failed => Err(DeployError::RolloutFailed {
                         reason: format!(
                             "{} is {}: {}",
@@ -547,14 +590,14 @@ impl Deployer for AgentcoreDeployer {
         let mut applied = applied.clone();
         if !live.agent_runtime_version().is_empty() {
             applied.ids.insert(
-                "version".to_owned(),
+                ids::VERSION.to_owned(),
                 live.agent_runtime_version().to_owned(),
             );
         }
         if !live.agent_runtime_arn().is_empty() {
             applied
                 .ids
-                .insert("arn".to_owned(), live.agent_runtime_arn().to_owned());
+                .insert(ids::ARN.to_owned(), live.agent_runtime_arn().to_owned());
         }
         Ok(applied)
     }
@@ -612,22 +655,57 @@ fn failure_reason(live: &GetAgentRuntimeOutput) -> String {
         .map(str::trim)
         .filter(|reason| !reason.is_empty())
     {
-        Some(reason) => Redactor::new(live.environment_variables()).apply(&sdk::one_line(reason)),
+        Some(reason) => redactor(live).apply(&one_line(reason)),
         None => "AgentCore gave no failure reason".to_owned(),
     }
 }
 
-/// Whether a `READY` runtime shows the update: the expected version or a later one, or, when
-/// the update reported no version, the new container URI.
-fn reached(live: &GetAgentRuntimeOutput, expected: Option<&str>, new_uri: &str) -> bool {
+/// The redactor for the runtime's environment variable values.
+fn redactor(live: &GetAgentRuntimeOutput) -> Redactor {
+    Redactor::new(
+        live.environment_variables()
+            .into_iter()
+            .flat_map(HashMap::values),
+    )
+}
+
+/// What a `READY` runtime says about the update.
+#[derive(Debug, PartialEq, Eq)]
+enum Reached {
+    /// It runs the new container URI at the expected version or a later one.
+    Yes,
+    /// It does not show the update yet (an earlier version).
+    NotYet,
+    /// At the expected version or a later one it runs something else (named here): another
+    /// deploy replaced this one.
+    Replaced(String),
+}
+
+/// Whether a `READY` runtime shows the update: the new container URI at the expected version
+/// or a later one. When the update reported no version, only the URI tells, and another URI
+/// is "not yet".
+fn reached(live: &GetAgentRuntimeOutput, expected: Option<&str>, new_uri: &str) -> Reached {
+    let uri = request::container_uri(live, "").ok();
+    let runs_new = uri == Some(new_uri);
+    let Some(expected) = expected else {
+        return if runs_new {
+            Reached::Yes
+        } else {
+            Reached::NotYet
+        };
+    };
     let version = live.agent_runtime_version();
-    match expected {
-        Some(expected) if version == expected => true,
-        Some(expected) => match (version.parse::<u64>(), expected.parse::<u64>()) {
-            (Ok(version), Ok(expected)) => version > expected,
-            _ => false,
-        },
-        None => request::container_uri(live, "").is_ok_and(|uri| uri == new_uri),
+    let at_or_after = version == expected
+        || matches!(
+            (version.parse::<u64>(), expected.parse::<u64>()),
+            (Ok(version), Ok(expected)) if version > expected
+        );
+    match (at_or_after, runs_new) {
+        (false, _) => Reached::NotYet,
+        (true, true) => Reached::Yes,
+        (true, false) => {
+            Reached::Replaced(uri.map_or_else(|| "no container image".to_owned(), str::to_owned))
+        }
     }
 }
 

@@ -1,212 +1,29 @@
-//! The run-time half of "nothing is dropped": the raw JSON of `GetAgentRuntime` held against
-//! the raw JSON body of `UpdateAgentRuntime`.
-//!
-//! The SDK deserializes only the members its model knows; a member AWS added since (at the top
-//! level, or nested inside a configuration the SDK knows) is skipped without a word, and a full
-//! replacement would then reset it. So the `GetAgentRuntime` that an update is built from is
-//! recorded raw ([`ResponseRecorder`]), and the serialized update is checked against it before
-//! it is sent ([`BodyCheck`]): every carried-over member must go back exactly as read (the
-//! container URI aside), or the update is not sent at all.
-//!
-//! The raw JSON contains the environment variable values: it lives only for one `apply`, and
-//! nothing here prints it (the `Debug` implementations show member names only; differences are
-//! reported as member paths, never values).
+//! The run-time half of "nothing is dropped" for AgentCore: what the raw JSON body of
+//! `UpdateAgentRuntime` must send back of the raw `GetAgentRuntime` the update is built from.
+//! The recorder, the check and the comparison rule are `deployer_aws::raw`'s; this module says
+//! what is expected: every carried-over member ([`CARRIED_OVER`]) as read, the container URI
+//! replaced. The update replaces the runtime's whole configuration, so inside those members a
+//! member the body sends that was not read is a difference too ([`Unread::Refused`]): it would
+//! set what the runtime does not have.
 
-use std::fmt;
-use std::sync::{Arc, Mutex};
-
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::{
-    AfterDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
-};
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
-use serde_json::{Map, Value};
+use deployer_aws::raw::RawJson;
+use deployer_aws::{BodyCheck, Unread};
+use serde_json::Value;
 
 use crate::fields::CARRIED_OVER;
 
-type Object = Map<String, Value>;
-
-/// Keeps the raw JSON object of the last response of the operation it is attached to.
-#[derive(Clone, Default)]
-pub(crate) struct ResponseRecorder(Arc<Mutex<Option<Object>>>);
-
-impl fmt::Debug for ResponseRecorder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseRecorder")
-            .field("members", &self.members())
-            .finish()
+/// A check that the update body carries every carried-over member of `raw` back unchanged,
+/// `agentRuntimeArtifact` with `new_uri` as its container URI.
+pub(crate) fn body_check(raw: &RawJson, new_uri: &str) -> BodyCheck {
+    let mut expected = raw.select(CARRIED_OVER.iter().map(|field| field.json));
+    if let Some(uri) = expected
+        .get_mut("agentRuntimeArtifact")
+        .and_then(|artifact| artifact.get_mut("containerConfiguration"))
+        .and_then(|container| container.get_mut("containerUri"))
+    {
+        *uri = Value::String(new_uri.to_owned());
     }
-}
-
-impl ResponseRecorder {
-    /// The top-level member names of the last response, when it was a JSON object.
-    pub(crate) fn members(&self) -> Option<Vec<String>> {
-        self.with(|object| object.keys().cloned().collect())
-    }
-
-    /// A check that the update body carries every carried-over member of the recorded response
-    /// back unchanged, `agentRuntimeArtifact` with `new_uri` as its container URI. `None` when
-    /// nothing was recorded (no raw body, e.g. under aws-smithy-mocks).
-    pub(crate) fn body_check(&self, new_uri: &str) -> Option<BodyCheck> {
-        let mut expected = self.with(|object| {
-            CARRIED_OVER
-                .iter()
-                .filter_map(|field| {
-                    let value = without_nulls(object.get(field.json)?.clone())?;
-                    Some((field.json.to_owned(), value))
-                })
-                .collect::<Object>()
-        })?;
-        if let Some(uri) = expected
-            .get_mut("agentRuntimeArtifact")
-            .and_then(|artifact| artifact.get_mut("containerConfiguration"))
-            .and_then(|container| container.get_mut("containerUri"))
-        {
-            *uri = Value::String(new_uri.to_owned());
-        }
-        Some(BodyCheck {
-            expected: Arc::new(expected),
-            problem: Arc::default(),
-        })
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&Object) -> T) -> Option<T> {
-        let slot = self.0.lock().ok()?;
-        slot.as_ref().map(f)
-    }
-}
-
-impl Intercept for ResponseRecorder {
-    fn name(&self) -> &'static str {
-        "deployer_agentcore::ResponseRecorder"
-    }
-
-    fn read_after_deserialization(
-        &self,
-        context: &AfterDeserializationInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let object = context
-            .response()
-            .body()
-            .bytes()
-            .and_then(|bytes| serde_json::from_slice::<Object>(bytes).ok());
-        if let Ok(mut slot) = self.0.lock() {
-            *slot = object;
-        }
-        Ok(())
-    }
-}
-
-/// Refuses to send an `UpdateAgentRuntime` whose body does not carry the recorded members back
-/// (see the module doc). The refusal is kept for [`BodyCheck::problem`].
-#[derive(Clone)]
-pub(crate) struct BodyCheck {
-    expected: Arc<Object>,
-    problem: Arc<Mutex<Option<Vec<String>>>>,
-}
-
-impl fmt::Debug for BodyCheck {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BodyCheck")
-            .field("members", &self.expected.keys().collect::<Vec<_>>())
-            .finish_non_exhaustive()
-    }
-}
-
-impl BodyCheck {
-    /// The member paths that would not have been sent back as read, when the check refused.
-    pub(crate) fn problem(&self) -> Option<Vec<String>> {
-        self.problem.lock().ok().and_then(|problem| problem.clone())
-    }
-
-    /// The member paths where `body` differs from what was read.
-    fn differences(&self, body: &[u8]) -> Vec<String> {
-        let Ok(sent) = serde_json::from_slice::<Object>(body) else {
-            return vec!["(the request body is not a JSON object)".to_owned()];
-        };
-        let mut paths = Vec::new();
-        for (member, expected) in self.expected.iter() {
-            let sent = sent.get(member).cloned().and_then(without_nulls);
-            diff(member, Some(expected), sent.as_ref(), &mut paths);
-        }
-        paths
-    }
-}
-
-impl Intercept for BodyCheck {
-    fn name(&self) -> &'static str {
-        "deployer_agentcore::BodyCheck"
-    }
-
-    fn read_after_serialization(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let differences = self.differences(context.request().body().bytes().unwrap_or_default());
-        if differences.is_empty() {
-            return Ok(());
-        }
-        let message = format!("the update would not send back {}", differences.join(", "));
-        if let Ok(mut problem) = self.problem.lock() {
-            *problem = Some(differences);
-        }
-        Err(message.into())
-    }
-}
-
-/// `value` with every `null` member removed (`null` and absent mean the same to the API);
-/// `None` when `value` itself is `null`.
-fn without_nulls(value: Value) -> Option<Value> {
-    match value {
-        Value::Null => None,
-        Value::Object(object) => Some(Value::Object(
-            object
-                .into_iter()
-                .filter_map(|(key, value)| Some((key, without_nulls(value)?)))
-                .collect(),
-        )),
-        Value::Array(items) => Some(Value::Array(
-            items
-                .into_iter()
-                .map(|item| without_nulls(item).unwrap_or(Value::Null))
-                .collect(),
-        )),
-        other => Some(other),
-    }
-}
-
-/// Pushes the paths (`a.b[2].c`) where `expected` and `sent` differ.
-fn diff(path: &str, expected: Option<&Value>, sent: Option<&Value>, out: &mut Vec<String>) {
-    match (expected, sent) {
-        (Some(Value::Object(expected)), Some(Value::Object(sent))) => {
-            let mut keys: Vec<&String> = expected.keys().chain(sent.keys()).collect();
-            keys.sort_unstable();
-            keys.dedup();
-            for key in keys {
-                diff(
-                    &format!("{path}.{key}"),
-                    expected.get(key),
-                    sent.get(key),
-                    out,
-                );
-            }
-        }
-        (Some(Value::Array(expected)), Some(Value::Array(sent)))
-            if expected.len() == sent.len() =>
-        {
-            for (i, (expected, sent)) in expected.iter().zip(sent).enumerate() {
-                diff(&format!("{path}[{i}]"), Some(expected), Some(sent), out);
-            }
-        }
-        (expected, sent) if expected == sent => {}
-        _ => out.push(path.to_owned()),
-    }
+    BodyCheck::new(expected, Unread::Refused)
 }
 
 #[cfg(test)]
@@ -215,22 +32,18 @@ mod tests {
 
     use super::*;
 
-    fn check(expected: Value) -> BodyCheck {
-        let Value::Object(expected) = expected else {
-            unreachable!()
-        };
-        BodyCheck {
-            expected: Arc::new(expected),
-            problem: Arc::default(),
-        }
+    /// The check of an update to the URI `new`, from the raw `GetAgentRuntime` `read`.
+    fn check_against(read: Value) -> BodyCheck {
+        body_check(&RawJson::try_from(read).unwrap(), "new")
     }
 
     #[test]
     fn differences_name_paths_not_values() {
-        let check = check(json!({
+        let check = check_against(json!({
             "authorizerConfiguration": {"customJWTAuthorizer": {"discoveryUrl": "u", "certificateConfigurations": [{"s3": {"uri": "s3://b/c"}}]}},
             "environmentVariables": {"TOKEN": "s3cr3t"},
             "allowedPorts": [{"port": 1}, {"port": 2}],
+            "agentRuntimeArn": "arn",
         }));
         let sent = json!({
             "authorizerConfiguration": {"customJWTAuthorizer": {"discoveryUrl": "u"}},
@@ -242,9 +55,9 @@ mod tests {
         assert_eq!(
             differences,
             [
+                "allowedPorts[1].port",
                 "authorizerConfiguration.customJWTAuthorizer.certificateConfigurations",
                 "environmentVariables.TOKEN",
-                "allowedPorts[1].port",
             ]
         );
         assert!(!format!("{check:?}").contains("s3cr3t"));
@@ -252,9 +65,37 @@ mod tests {
 
     #[test]
     fn nulls_count_as_absent() {
-        let check =
-            check(json!({"description": "d", "lifecycleConfiguration": {"maxLifetime": 5}}));
+        let check = check_against(
+            json!({"description": "d", "lifecycleConfiguration": {"maxLifetime": 5}}),
+        );
         let sent = json!({"description": "d", "lifecycleConfiguration": {"maxLifetime": 5, "idleRuntimeSessionTimeout": null}});
         assert!(check.differences(sent.to_string().as_bytes()).is_empty());
+    }
+
+    /// The container URI is the one member replaced; a member the runtime did not have is a
+    /// difference; numbers compare by value (the check had no such rule before it was shared
+    /// with ECS and SageMaker).
+    #[test]
+    fn the_uri_is_replaced_unread_members_are_refused_numbers_compare_by_value() {
+        let check = check_against(json!({
+            "agentRuntimeArtifact": {"containerConfiguration": {"containerUri": "old"}},
+            "lifecycleConfiguration": {"maxLifetime": 28800},
+        }));
+        let sent = json!({
+            "agentRuntimeArtifact": {"containerConfiguration": {"containerUri": "new"}},
+            "lifecycleConfiguration": {"maxLifetime": 28800.0},
+        });
+        assert!(check.differences(sent.to_string().as_bytes()).is_empty());
+        let reset = json!({
+            "agentRuntimeArtifact": {"containerConfiguration": {"containerUri": "old"}},
+            "lifecycleConfiguration": {"maxLifetime": 28800, "idleRuntimeSessionTimeout": 900},
+        });
+        assert_eq!(
+            check.differences(reset.to_string().as_bytes()),
+            [
+                "agentRuntimeArtifact.containerConfiguration.containerUri",
+                "lifecycleConfiguration.idleRuntimeSessionTimeout",
+            ]
+        );
     }
 }

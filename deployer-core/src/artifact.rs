@@ -1,9 +1,12 @@
-//! What a service should run: an image in a registry, or a zip built in process.
+//! What a service should run: an image in a registry, a zip built in process, or a set of
+//! configuration items read from the repository.
 
 use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+use crate::DeployError;
 
 /// The artifact a deploy rolls a service over to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,6 +16,8 @@ pub enum Artifact {
     Image(ImageArtifact),
     /// A Lambda deployment package built in process.
     Zip(ZipArtifact),
+    /// A set of configuration items, read and validated in process.
+    Config(ConfigArtifact),
 }
 
 impl Artifact {
@@ -21,15 +26,18 @@ impl Artifact {
         match self {
             Artifact::Image(image) => &image.tag,
             Artifact::Zip(zip) => &zip.tag,
+            Artifact::Config(config) => &config.tag,
         }
     }
 
     /// The identity a deployer writes into the live service: the digest-pinned image URI when
-    /// the digest is known (else the tag URI), or the zip's base64 SHA-256.
+    /// the digest is known (else the tag URI), the zip's base64 SHA-256, or the config set's
+    /// `sha256:<hex>`.
     pub fn deploy_id(&self) -> String {
         match self {
             Artifact::Image(image) => image.deploy_uri(),
             Artifact::Zip(zip) => zip.sha256_b64.clone(),
+            Artifact::Config(config) => config.id(),
         }
     }
 
@@ -38,6 +46,29 @@ impl Artifact {
         match self {
             Artifact::Image(image) => image.matches(live),
             Artifact::Zip(zip) => zip.sha256_b64 == live,
+            Artifact::Config(config) => config.id() == live,
+        }
+    }
+
+    /// The image, for a deployer of image targets; for a zip or a config set, the
+    /// [`DeployError::Mismatch`] that says `target` deploys images.
+    pub fn expect_image(&self, target: &str) -> Result<&ImageArtifact, DeployError> {
+        match self {
+            Artifact::Image(image) => Ok(image),
+            Artifact::Zip(_) | Artifact::Config(_) => Err(DeployError::Mismatch(format!(
+                "{target} deploys images, not {self}"
+            ))),
+        }
+    }
+
+    /// The zip, for a deployer of zip functions; for an image or a config set, the
+    /// [`DeployError::Mismatch`] that says `target` deploys zips.
+    pub fn expect_zip(&self, target: &str) -> Result<&ZipArtifact, DeployError> {
+        match self {
+            Artifact::Zip(zip) => Ok(zip),
+            Artifact::Image(_) | Artifact::Config(_) => Err(DeployError::Mismatch(format!(
+                "{target} deploys zips, not {self}"
+            ))),
         }
     }
 }
@@ -47,6 +78,12 @@ impl fmt::Display for Artifact {
         match self {
             Artifact::Image(image) => f.write_str(&image.deploy_uri()),
             Artifact::Zip(zip) => write!(f, "zip {} (sha256 {})", zip.tag, zip.sha256_b64),
+            Artifact::Config(config) if config.bytes.is_empty() => {
+                write!(f, "config set {}", config.tag)
+            }
+            Artifact::Config(config) => {
+                write!(f, "config set {} ({} items)", config.tag, config.items)
+            }
         }
     }
 }
@@ -69,6 +106,24 @@ pub struct ImageArtifact {
 }
 
 impl ImageArtifact {
+    /// The image a reference names: `repo@sha256:…`, `repo:tag@sha256:…` or `repo:tag` (then
+    /// without a digest). `None` for a reference with neither a tag nor a digest.
+    pub fn from_reference(reference: &str) -> Option<ImageArtifact> {
+        let (name, digest) = match reference.split_once('@') {
+            Some((name, digest)) => (name, Some(digest.to_owned())),
+            None => (reference, None),
+        };
+        let (repository, tag) = split_tag(name);
+        if repository.is_empty() || (tag.is_none() && digest.is_none()) {
+            return None;
+        }
+        Some(ImageArtifact {
+            repository_uri: repository.to_owned(),
+            tag: tag.unwrap_or_default().to_owned(),
+            digest,
+        })
+    }
+
     /// `repository_uri:tag`.
     pub fn tag_uri(&self) -> String {
         format!("{}:{}", self.repository_uri, self.tag)
@@ -143,6 +198,50 @@ impl fmt::Debug for ZipArtifact {
     }
 }
 
+/// A set of configuration items in its canonical form: the document `deployer-config` writes
+/// (and keeps a copy of) and whose SHA-256 is the service's tag.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigArtifact {
+    /// The content tag: the first 24 hex digits of `sha256`.
+    pub tag: String,
+    /// The hex SHA-256 of `bytes`.
+    pub sha256: String,
+    /// How many items (rows or parameters) the set has.
+    pub items: usize,
+    /// The canonical set document (not serialized; empty when only the identity is known, e.g.
+    /// a set named by a record).
+    #[serde(skip)]
+    pub bytes: Arc<[u8]>,
+}
+
+impl ConfigArtifact {
+    /// The identity recorded and compared with what the store says it holds: `sha256:<hex>`.
+    pub fn id(&self) -> String {
+        format!("sha256:{}", self.sha256)
+    }
+
+    /// The set named by a recorded identity (`sha256:<hex>`), without its content.
+    pub fn named(identity: &str, tag: &str) -> Option<ConfigArtifact> {
+        let hex = identity.strip_prefix("sha256:")?;
+        (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| ConfigArtifact {
+            tag: tag.to_owned(),
+            sha256: hex.to_owned(),
+            items: 0,
+            bytes: Arc::from(Vec::new()),
+        })
+    }
+}
+
+impl fmt::Debug for ConfigArtifact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfigArtifact")
+            .field("tag", &self.tag)
+            .field("sha256", &self.sha256)
+            .field("items", &self.items)
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +276,50 @@ mod tests {
             "127.0.0.1:5000/acme/app@sha256:1"
         );
         assert_eq!(image(None).deploy_uri(), "127.0.0.1:5000/acme/app:abc");
+    }
+
+    #[test]
+    fn references_parse_into_images() {
+        let pinned = ImageArtifact::from_reference("h:5000/a/b@sha256:1").unwrap();
+        assert_eq!(pinned.repository_uri, "h:5000/a/b");
+        assert_eq!(pinned.digest.as_deref(), Some("sha256:1"));
+        assert_eq!(pinned.deploy_uri(), "h:5000/a/b@sha256:1");
+        let tagged = ImageArtifact::from_reference("h:5000/a/b:bootstrap").unwrap();
+        assert_eq!(tagged.deploy_uri(), "h:5000/a/b:bootstrap");
+        assert_eq!((tagged.tag.as_str(), tagged.digest), ("bootstrap", None));
+        let both = ImageArtifact::from_reference("h/a:t@sha256:2").unwrap();
+        assert_eq!(
+            (both.tag.as_str(), both.digest.as_deref()),
+            ("t", Some("sha256:2"))
+        );
+        assert!(ImageArtifact::from_reference("h:5000/a/b").is_none());
+    }
+
+    #[test]
+    fn a_deployer_refuses_the_other_kind_of_artifact_by_name() {
+        let wanted = Artifact::Image(image(Some("sha256:1")));
+        assert_eq!(
+            wanted.expect_image("t").ok(),
+            Some(&image(Some("sha256:1")))
+        );
+        let error = wanted.expect_zip("Lambda function f").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "Lambda function f deploys zips, not 127.0.0.1:5000/acme/app@sha256:1"
+        );
+        assert!(error.is_config());
+    }
+
+    #[test]
+    fn a_config_set_is_named_by_its_hash() {
+        let hex = "ab".repeat(32);
+        let named = ConfigArtifact::named(&format!("sha256:{hex}"), "t").unwrap();
+        let artifact = Artifact::Config(named);
+        assert_eq!(artifact.deploy_id(), format!("sha256:{hex}"));
+        assert!(artifact.matches_live(&format!("sha256:{hex}")));
+        assert!(!artifact.matches_live(&format!("sha256:{}", "cd".repeat(32))));
+        assert!(ConfigArtifact::named("sha256:xyz", "t").is_none());
+        assert!(ConfigArtifact::named(&hex, "t").is_none());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::poll::PollPolicy;
 use crate::progress::{Phase, Progress};
-use crate::{Artifact, DeployError};
+use crate::{Artifact, Changes, DeployError, Diagnosis};
 
 /// What runs now, as the target reports it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +21,16 @@ pub struct LiveState {
     pub ids: BTreeMap<String, String>,
     /// One line describing the live state for plans and logs. Never contains secrets.
     pub summary: String,
+}
+
+impl LiveState {
+    /// Whether the live artifact identity is `wanted` ([`Artifact::matches_live`]); `false`
+    /// when the target runs nothing the deployer recognises.
+    pub fn runs(&self, wanted: &Artifact) -> bool {
+        self.artifact
+            .as_deref()
+            .is_some_and(|artifact| wanted.matches_live(artifact))
+    }
 }
 
 /// What an update call started: enough to wait for it later (`deployer wait`) or to roll it
@@ -51,15 +61,27 @@ pub trait Deployer: Send + Sync {
     /// Reads the live state. Read-only: never changes anything.
     async fn read_live(&self) -> Result<LiveState, DeployError>;
 
-    /// Whether the live state already runs `wanted`. The default compares the live artifact
-    /// identity with [`Artifact::matches_live`].
+    /// Whether the live state already runs `wanted` **and its rollout completed successfully**:
+    /// a rollout still in flight, or one that ended failed without a rollback (an ECS deployment
+    /// `FAILED` with the circuit breaker's rollback off, a Lambda update `Failed`), is not
+    /// current even though the live resource names `wanted`. [`apply`](Deployer::apply) is then
+    /// called and must adopt the rollout in flight, or start it again. The default compares the
+    /// live artifact identity with [`Artifact::matches_live`] (targets that report no rollout
+    /// state).
     fn is_current(&self, live: &LiveState, wanted: &Artifact) -> bool {
-        live.artifact
-            .as_deref()
-            .is_some_and(|artifact| wanted.matches_live(artifact))
+        live.runs(wanted)
+    }
+
+    /// Whether traffic reaches `artifact` in the live state: what a record of `artifact` may
+    /// claim. The same as [`is_current`](Deployer::is_current) unless the target serves
+    /// through an indirection that [`rollback`](Deployer::rollback) moves on its own (a
+    /// Lambda alias pointed back at an earlier version while `$LATEST` keeps the newer code).
+    fn serves(&self, live: &LiveState, artifact: &Artifact) -> bool {
+        self.is_current(live, artifact)
     }
 
     /// Starts the rollover from `live` to `wanted`. Returns once the update call was accepted.
+    /// Each mutating call is preceded by [`Progress::before_mutation`].
     async fn apply(
         &self,
         live: &LiveState,
@@ -88,6 +110,37 @@ pub trait Deployer: Send + Sync {
         )))
     }
 
+    /// What a rollover from `live` to `wanted` would change item by item, for targets made of
+    /// many items (a config set: rows or parameters): `plan` shows it. Read-only. The default,
+    /// for targets whose artifact is one thing (an image, a zip), is `None`.
+    async fn changes(
+        &self,
+        live: &LiveState,
+        wanted: &Artifact,
+    ) -> Result<Option<Changes>, DeployError> {
+        let _ = (live, wanted);
+        Ok(None)
+    }
+
+    /// What in the live target differs from what it says it runs (`live.artifact`), item by
+    /// item: changes made out of band since the last deploy, for `status`. Read-only. The
+    /// default, for targets whose live artifact is all there is to compare, is `None`.
+    async fn drift(&self, live: &LiveState) -> Result<Option<Changes>, DeployError> {
+        let _ = live;
+        Ok(None)
+    }
+
+    /// Why the rollover `applied` failed or has not finished, in the target's own words (stopped
+    /// tasks, events, failure reasons, the last log lines), every text redacted. Called only
+    /// after [`wait`](Deployer::wait) failed or timed out, under a short time limit of the
+    /// caller's; read-only. What cannot be read goes into [`Diagnosis::unavailable`]: a
+    /// diagnosis never fails. The default, for targets that have nothing to add to their
+    /// error, is empty.
+    async fn diagnose(&self, applied: &Applied) -> Diagnosis {
+        let _ = applied;
+        Diagnosis::default()
+    }
+
     /// Returns the service to an earlier successful deploy whose artifact cannot be sent again
     /// (a zip, whose bytes are not kept), identified by that deploy's recorded `previous` ids —
     /// e.g. a Lambda alias pointed back at the recorded version. Returns what to
@@ -100,12 +153,31 @@ pub trait Deployer: Send + Sync {
         progress: &Progress,
     ) -> Result<Applied, DeployError> {
         let _ = (live, progress);
-        Err(DeployError::Mismatch(format!(
-            "{} cannot be rolled back to {}: its earlier artifact is not kept",
-            self.target(),
-            previous.new_artifact
-        )))
+        Err(DeployError::not_kept(&self.target(), previous))
     }
+
+    /// Whether what [`rollback`](Deployer::rollback) would restore from `previous` still
+    /// exists (a Lambda version that was deleted cannot be pointed at again). Read-only; asked
+    /// before any rollback changes anything. The default, for targets that restore nothing of
+    /// their own (image targets roll over to a recorded digest, which the registry is asked
+    /// about), is [`Presence::Present`].
+    async fn restorable(&self, previous: &Applied) -> Result<Presence, DeployError> {
+        let _ = previous;
+        Ok(Presence::Present)
+    }
+}
+
+/// Whether a rollback target (an image by digest, a published version) still exists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Presence {
+    /// It exists (or cannot be asked about: an image of another registry).
+    Present,
+    /// It is gone.
+    Gone {
+        /// What removed it, as far as the registry or service says, in one line: e.g.
+        /// `it was removed from the registry (ECR: Requested image not found)`.
+        why: String,
+    },
 }
 
 /// What a deploy did to one service.
@@ -116,8 +188,6 @@ pub enum Action {
     Unchanged,
     /// The service was rolled over and the rollout succeeded.
     Updated,
-    /// The service already ran the artifact and was restarted on it (a dependency changed).
-    Restarted,
 }
 
 /// The result of [`deploy()`] for one service.
@@ -143,24 +213,14 @@ pub struct Outcome {
     pub wait_ms: u64,
 }
 
-/// Runs one target through read → decide → apply → wait.
+/// Drives one target once through read → decide → apply → wait: the trait's shape, for tests
+/// and tools that hold their own lock. It takes no lock, runs no smoke check and records
+/// nothing; the deploy flow with those is `deployer-engine`'s.
 pub async fn deploy(
     target: &dyn Deployer,
     wanted: &Artifact,
     progress: &Progress,
     policy: &PollPolicy,
-) -> Result<Outcome, DeployError> {
-    deploy_with(target, wanted, progress, policy, false).await
-}
-
-/// [`deploy()`], and when the target already runs `wanted` and `restart_if_current` is set,
-/// [`Deployer::restart`] it and wait (a service whose dependency changed).
-pub async fn deploy_with(
-    target: &dyn Deployer,
-    wanted: &Artifact,
-    progress: &Progress,
-    policy: &PollPolicy,
-    restart_if_current: bool,
 ) -> Result<Outcome, DeployError> {
     let start = Instant::now();
     progress.emit(Phase::Read, format!("reading {}", target.target()));
@@ -177,32 +237,19 @@ pub async fn deploy_with(
         apply_ms: 0,
         wait_ms: 0,
     };
-    let current = target.is_current(&live, wanted);
-    if current && !restart_if_current {
+    if target.is_current(&live, wanted) {
         progress.emit(Phase::Done, format!("unchanged: already runs {wanted}"));
         return Ok(outcome);
     }
     let start = Instant::now();
-    let applied = if current {
-        progress.emit(
-            Phase::Apply,
-            format!("restarting on {wanted} (a dependency changed)"),
-        );
-        target.restart(&live, progress).await?
-    } else {
-        progress.emit(Phase::Apply, format!("rolling over to {wanted}"));
-        target.apply(&live, wanted, progress).await?
-    };
+    progress.emit(Phase::Apply, format!("rolling over to {wanted}"));
+    let applied = target.apply(&live, wanted, progress).await?;
     outcome.apply_ms = elapsed_ms(start);
     let start = Instant::now();
     progress.emit(Phase::Wait, "waiting for the rollout");
     let applied = target.wait(&applied, policy, progress).await?;
     outcome.wait_ms = elapsed_ms(start);
-    outcome.action = if current {
-        Action::Restarted
-    } else {
-        Action::Updated
-    };
+    outcome.action = Action::Updated;
     outcome.new_artifact = Some(applied.new_artifact);
     outcome.ids = applied.ids;
     Ok(outcome)

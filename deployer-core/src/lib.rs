@@ -1,6 +1,7 @@
 //! The shared vocabulary of `deployer`: the [`Deployer`] trait every compute target implements,
 //! the `deployer.toml` [manifest](manifest) model and its validation, the artifacts and
-//! [outcomes](Outcome) a deploy produces, [progress events](progress), and the
+//! [outcomes](Outcome) a deploy produces (and the item-level [changes] of a config set),
+//! [progress events](progress), and the
 //! [polling helpers](poll) that every wait is built on.
 //!
 //! This crate knows no AWS service, no Docker and no terminal: it is plain data and plain
@@ -23,17 +24,25 @@
 //! println!("{}: {:?}", outcome.service, outcome.action);
 //! # Ok(()) }
 //! ```
+//!
+//! `examples/manifest-check.rs` is a complete program that loads and validates a manifest and
+//! prints its services, stages, targets and lookups: `cargo run -p deployer-core --example
+//! manifest-check -- [path/to/deployer.toml]`.
 #![warn(missing_docs)]
 
 mod artifact;
+pub mod changes;
 mod deploy;
+pub mod diagnosis;
 mod error;
 pub mod manifest;
 pub mod poll;
 pub mod progress;
 
-pub use artifact::{Artifact, ImageArtifact, ZipArtifact};
-pub use deploy::{Action, Applied, Deployer, LiveState, Outcome, deploy, deploy_with};
-pub use error::DeployError;
+pub use artifact::{Artifact, ConfigArtifact, ImageArtifact, ZipArtifact};
+pub use changes::{AttributeChange, Change, Changes, ItemChange};
+pub use deploy::{Action, Applied, Deployer, LiveState, Outcome, Presence, deploy};
+pub use diagnosis::{ContainerExit, Diagnosis, LogLine, StoppedTask};
+pub use error::{DeployError, cause_chain, one_line};
 pub use manifest::{Kind, Manifest, Service};
-pub use progress::{Phase, Progress, ProgressEvent, ProgressSink};
+pub use progress::{Fence, Phase, Progress, ProgressEvent, ProgressSink};

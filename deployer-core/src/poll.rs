@@ -5,10 +5,14 @@
 //! geometrically up to a ceiling. On timeout the error carries the last state the probe
 //! observed, so "timed out" always says *where* it was stuck.
 
+use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep, timeout};
+
+use crate::DeployError;
 
 /// How often and how long to poll.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +78,86 @@ pub enum PollError<E> {
     /// The probe returned an error: polling stops at once.
     #[error(transparent)]
     Failed(E),
+}
+
+impl PollError<DeployError> {
+    /// The [`DeployError`] a wait ends with: a timeout becomes [`DeployError::Timeout`] with
+    /// `events` (newest last); a [`DeployError::RolloutFailed`] the probe returned without
+    /// events of its own gets `events`; any other error is returned as it is.
+    pub fn into_deploy_error(self, events: Vec<String>) -> DeployError {
+        match self {
+            PollError::Timeout {
+                what,
+                after,
+                last_state,
+            } => DeployError::Timeout {
+                what,
+                after,
+                last_state,
+                events,
+            },
+            PollError::Failed(DeployError::RolloutFailed {
+                reason,
+                events: own,
+            }) => DeployError::RolloutFailed {
+                reason,
+                events: if own.is_empty() { events } else { own },
+            },
+            PollError::Failed(error) => error,
+        }
+    }
+}
+
+/// The states a wait went through, for its progress events and for the error that ends it.
+///
+/// [`StateLog::note`] takes the state each poll observed and says whether it is new (not the
+/// same as the last one noted), so that a caller reports each change once however often it
+/// polls; the last [`capacity`](StateLog::new) distinct states are kept, oldest first, for
+/// [`PollError::into_deploy_error`].
+#[derive(Debug)]
+pub struct StateLog {
+    capacity: usize,
+    states: Mutex<VecDeque<String>>,
+}
+
+impl Default for StateLog {
+    /// Keeps the last [`StateLog::CAPACITY`] states.
+    fn default() -> Self {
+        StateLog::new(StateLog::CAPACITY)
+    }
+}
+
+impl StateLog {
+    /// How many states [`StateLog::default`] keeps.
+    pub const CAPACITY: usize = 20;
+
+    /// A log that keeps the last `capacity` states (at least the last one, to tell a change).
+    pub fn new(capacity: usize) -> Self {
+        StateLog {
+            capacity: capacity.max(1),
+            states: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Records `state`; `true` when it differs from the last state noted (report it), `false`
+    /// for a repeat.
+    pub fn note(&self, state: &str) -> bool {
+        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        if states.back().is_some_and(|last| last == state) {
+            return false;
+        }
+        if states.len() == self.capacity {
+            states.pop_front();
+        }
+        states.push_back(state.to_owned());
+        true
+    }
+
+    /// The states kept, oldest first.
+    pub fn states(&self) -> Vec<String> {
+        let states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        states.iter().cloned().collect()
+    }
 }
 
 /// Calls `probe` until it is ready, fails, or `policy.timeout` runs out.
@@ -298,6 +382,64 @@ mod tests {
         .await;
         assert_eq!(result, Err("fatal"));
         assert_eq!(calls.get(), 1);
+    }
+
+    #[test]
+    fn the_state_log_reports_changes_once_and_keeps_the_last_ones() {
+        let log = StateLog::new(3);
+        let noted: Vec<bool> = ["a", "a", "b", "a", "c", "c", "d"]
+            .iter()
+            .map(|state| log.note(state))
+            .collect();
+        assert_eq!(noted, [true, false, true, true, true, false, true]);
+        assert_eq!(log.states(), ["a", "c", "d"]);
+        assert_eq!(StateLog::default().capacity, StateLog::CAPACITY);
+    }
+
+    #[test]
+    fn a_poll_error_becomes_the_deploy_error_with_the_states_seen() {
+        let seen = vec!["UPDATING".to_owned(), "FAILED".to_owned()];
+        let timeout = PollError::<DeployError>::Timeout {
+            what: "the rollout".into(),
+            after: Duration::from_secs(60),
+            last_state: "UPDATING".into(),
+        };
+        match timeout.into_deploy_error(seen.clone()) {
+            DeployError::Timeout {
+                what,
+                last_state,
+                events,
+                ..
+            } => {
+                assert_eq!(
+                    (what.as_str(), last_state.as_str()),
+                    ("the rollout", "UPDATING")
+                );
+                assert_eq!(events, seen);
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        let bare = PollError::Failed(DeployError::RolloutFailed {
+            reason: "rolled back".into(),
+            events: Vec::new(),
+        });
+        assert!(matches!(
+            bare.into_deploy_error(seen.clone()),
+            DeployError::RolloutFailed { events, .. } if events == seen
+        ));
+        let own = PollError::Failed(DeployError::RolloutFailed {
+            reason: "rolled back".into(),
+            events: vec!["service event".into()],
+        });
+        assert!(matches!(
+            own.into_deploy_error(seen.clone()),
+            DeployError::RolloutFailed { events, .. } if events == ["service event"]
+        ));
+        let other = PollError::Failed(DeployError::Cancelled);
+        assert!(matches!(
+            other.into_deploy_error(seen),
+            DeployError::Cancelled
+        ));
     }
 
     #[test]

@@ -102,17 +102,30 @@ impl ProgressSink for Collect {
     }
 }
 
-/// A progress reporter bound to one service.
+/// A condition that must hold before each mutating call a deployer makes: for a deploy run,
+/// "this run still holds a valid claim on the service's deploy lock".
+///
+/// [`Progress::before_mutation`] asks it; deployers call that right before every call that
+/// changes something (registering a revision, updating a service or a function, moving a tag),
+/// so a run that lost its claim stops before its next change instead of after its last one.
+pub trait Fence: Send + Sync {
+    /// `Ok` while mutating calls may be made; `Err` says why not (one line).
+    fn check(&self) -> Result<(), String>;
+}
+
+/// A progress reporter bound to one service, and the [`Fence`] its mutating calls pass.
 #[derive(Clone)]
 pub struct Progress {
     service: Arc<str>,
     sink: Arc<dyn ProgressSink>,
+    fence: Option<Arc<dyn Fence>>,
 }
 
 impl fmt::Debug for Progress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Progress")
             .field("service", &self.service)
+            .field("fenced", &self.fence.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -123,6 +136,27 @@ impl Progress {
         Progress {
             service: service.into(),
             sink,
+            fence: None,
+        }
+    }
+
+    /// This reporter with `fence` checked by [`Progress::before_mutation`].
+    #[must_use]
+    pub fn with_fence(mut self, fence: Arc<dyn Fence>) -> Self {
+        self.fence = Some(fence);
+        self
+    }
+
+    /// Called by deployers right before each mutating call (`call` names it, e.g.
+    /// `UpdateService`): `Err` when the fence says no more changes may be made — the caller
+    /// returns it at once, without making the call. Without a fence every call may be made.
+    pub fn before_mutation(&self, call: &str) -> Result<(), crate::DeployError> {
+        match &self.fence {
+            Some(fence) => fence.check().map_err(|reason| crate::DeployError::Fenced {
+                call: call.to_owned(),
+                reason,
+            }),
+            None => Ok(()),
         }
     }
 

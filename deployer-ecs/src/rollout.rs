@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use aws_sdk_ecs::primitives::DateTime;
 use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState, Service, ServiceEvent};
 
-use crate::sdk::one_line;
 use crate::taskdef::short_arn;
+use deployer_core::one_line;
 
 /// How many service events an error carries at most.
 const MAX_EVENTS: usize = 10;
@@ -71,11 +71,13 @@ impl std::fmt::Display for Counts {
 
 /// Judges one `DescribeServices` observation of the service against `rollout`.
 ///
-/// - Completed: our deployment is PRIMARY, its `rolloutState` is `COMPLETED` and running equals
-///   desired. Services whose deployments carry no `rolloutState` (ECS leaves it out behind a
+/// - Completed: our deployment is PRIMARY, runs the task definition the rollout rolls to, its
+///   `rolloutState` is `COMPLETED` and running equals desired. Services whose deployments carry no `rolloutState` (ECS leaves it out behind a
 ///   Classic Load Balancer) complete when our deployment is the only one left and running equals
 ///   desired with nothing pending.
-/// - Failed: our deployment's `rolloutState` is `FAILED`; or it is no longer PRIMARY (the
+/// - Failed: our deployment runs another task definition than the rollout's (a record that
+///   does not match what ECS did: never a success); its `rolloutState` is `FAILED`; or it is no
+///   longer PRIMARY (the
 ///   circuit breaker started a rollback deployment, or someone else deployed); or it is gone
 ///   from the service (a finished rollback leaves the service "stable" on the old task
 ///   definition). Each says which task definition the service runs instead.
@@ -98,6 +100,15 @@ pub(crate) fn judge(service: &Service, rollout: &Rollout) -> Verdict {
         ));
     };
     let counts = Counts::of(ours);
+    if ours.task_definition() != Some(rollout.task_definition.as_str()) {
+        return Verdict::Failed(format!(
+            "deployment {} runs task definition {}, not {} that this rollout rolls to: {}",
+            rollout.deployment,
+            ours.task_definition().map_or("(none reported)", short_arn),
+            short_arn(&rollout.task_definition),
+            instead(primary, rollout)
+        ));
+    }
     if ours.rollout_state() == Some(&DeploymentRolloutState::Failed) {
         let reason = ours.rollout_state_reason().unwrap_or("no reason given");
         let mut line = format!(
@@ -166,16 +177,50 @@ pub(crate) fn in_flight(service: &Service) -> Option<InFlight> {
     if settled {
         return None;
     }
-    let replaces = deployments
-        .iter()
-        .filter(|d| d.status() != Some("PRIMARY"))
-        .find_map(Deployment::task_definition)
-        .map(str::to_owned);
     Some(InFlight {
         deployment: primary.id()?.to_owned(),
         state: format!("{}, {counts}", rollout_state(primary)),
-        replaces,
+        replaces: replaces(service),
     })
+}
+
+/// A PRIMARY deployment whose rollout ended `FAILED` and that ECS did not roll back (the
+/// circuit breaker with `rollback = false`): the service's task definition stays the failed one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FailedPrimary {
+    /// The deployment's id.
+    pub(crate) deployment: String,
+    /// ECS's `rolloutStateReason`, on one line.
+    pub(crate) reason: String,
+    /// The task definition of another deployment still listed (the one it replaced), if any.
+    pub(crate) replaces: Option<String>,
+}
+
+/// The service's PRIMARY deployment when its `rolloutState` is `FAILED`. A circuit-breaker
+/// rollback makes a new deployment PRIMARY, so a failed PRIMARY one was not rolled back.
+pub(crate) fn failed_primary(service: &Service) -> Option<FailedPrimary> {
+    let primary = service
+        .deployments()
+        .iter()
+        .find(|d| d.status() == Some("PRIMARY"))?;
+    if primary.rollout_state() != Some(&DeploymentRolloutState::Failed) {
+        return None;
+    }
+    Some(FailedPrimary {
+        deployment: primary.id()?.to_owned(),
+        reason: one_line(primary.rollout_state_reason().unwrap_or("no reason given")),
+        replaces: replaces(service),
+    })
+}
+
+/// The task definition of the first deployment listed besides the PRIMARY one.
+fn replaces(service: &Service) -> Option<String> {
+    service
+        .deployments()
+        .iter()
+        .filter(|d| d.status() != Some("PRIMARY"))
+        .find_map(Deployment::task_definition)
+        .map(str::to_owned)
 }
 
 /// What the service runs instead of our deployment.
@@ -235,11 +280,7 @@ impl Events {
             if !self.seen.insert(id) {
                 continue;
             }
-            let after = match (since, event.created_at()) {
-                (Some(since), Some(at)) => at.as_secs_f64() >= since.as_secs_f64(),
-                _ => true,
-            };
-            if after {
+            if happened_since(event, since) {
                 new.push(describe(event));
             }
         }
@@ -261,8 +302,22 @@ impl Events {
     }
 }
 
-fn describe(event: &ServiceEvent) -> String {
-    let message = one_line(event.message().unwrap_or("(no message)"));
+/// Whether `event` happened at or after `since` (yes when either time is unknown).
+pub(crate) fn happened_since(event: &ServiceEvent, since: Option<&DateTime>) -> bool {
+    match (since, event.created_at()) {
+        (Some(since), Some(at)) => at.as_secs_f64() >= since.as_secs_f64(),
+        _ => true,
+    }
+}
+
+/// The event's message on one line.
+pub(crate) fn message(event: &ServiceEvent) -> String {
+    one_line(event.message().unwrap_or("(no message)"))
+}
+
+/// The event as shown: `<time> <message>`.
+pub(crate) fn describe(event: &ServiceEvent) -> String {
+    let message = message(event);
     // Whole seconds: `2026-01-01T10:00:00Z`, as the console shows them.
     let at = event.created_at().map(|at| DateTime::from_secs(at.secs()));
     match at.and_then(|at| {
@@ -381,6 +436,28 @@ mod tests {
     }
 
     #[test]
+    fn our_deployment_completed_on_another_task_definition_is_a_failure() {
+        let elsewhere = service(vec![deployment(
+            "d2",
+            "PRIMARY",
+            OTHER,
+            Some(State::Completed),
+            2,
+            0,
+        )]);
+        let Verdict::Failed(reason) = judge(&elsewhere, &rollout()) else {
+            panic!("expected a failure");
+        };
+        assert!(
+            reason.contains("d2") && reason.contains("app:3") && reason.contains("app:2"),
+            "{reason}"
+        );
+        // Without a rollout state (Classic Load Balancer) too.
+        let clb = service(vec![deployment("d2", "PRIMARY", OTHER, None, 2, 0)]);
+        assert!(matches!(judge(&clb, &rollout()), Verdict::Failed(_)));
+    }
+
+    #[test]
     fn a_primary_deployment_still_rolling_is_in_flight() {
         let rolling = service(vec![
             deployment("d2", "PRIMARY", NEW, Some(State::InProgress), 1, 1),
@@ -422,6 +499,30 @@ mod tests {
         );
         let clb_done = service(vec![deployment("d2", "PRIMARY", NEW, None, 2, 0)]);
         assert_eq!(in_flight(&clb_done), None);
+    }
+
+    #[test]
+    fn a_failed_primary_deployment_is_reported_with_its_reason() {
+        let mut failed = deployment("d2", "PRIMARY", NEW, Some(State::Failed), 0, 2);
+        failed.rollout_state_reason = Some("circuit breaker:\n tasks failed".into());
+        let listed = service(vec![
+            failed,
+            deployment("d1", "ACTIVE", OLD, Some(State::Completed), 2, 0),
+        ]);
+        assert_eq!(
+            failed_primary(&listed),
+            Some(FailedPrimary {
+                deployment: "d2".into(),
+                reason: "circuit breaker: tasks failed".into(),
+                replaces: Some(OLD.into()),
+            })
+        );
+        // Rolled back: the failed deployment is no longer PRIMARY.
+        let rolled_back = service(vec![
+            deployment("d3", "PRIMARY", OLD, Some(State::InProgress), 1, 1),
+            deployment("d2", "ACTIVE", NEW, Some(State::Failed), 0, 0),
+        ]);
+        assert_eq!(failed_primary(&rolled_back), None);
     }
 
     #[test]

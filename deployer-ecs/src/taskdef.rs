@@ -3,6 +3,7 @@
 
 use aws_sdk_ecs::operation::register_task_definition::builders::RegisterTaskDefinitionFluentBuilder;
 use aws_sdk_ecs::types::{ContainerDefinition, Tag, TaskDefinition};
+use deployer_aws::Redactor;
 use deployer_core::DeployError;
 
 /// The `TaskDefinition` members (wire names) copied into `RegisterTaskDefinition` unchanged,
@@ -48,6 +49,18 @@ pub const READ_ONLY_FIELDS: &[&str] = &[
 /// `tags` come from `DescribeTaskDefinition`'s `tags` (read with `include = [TAGS]`), minus the
 /// `aws:`-prefixed ones, which only AWS may set.
 pub const FROM_DESCRIBE_OUTPUT: &[&str] = &["tags"];
+
+/// The redactor for the environment values of every container of `task_definition`: they
+/// travel in `RegisterTaskDefinition`, and its errors may echo them.
+pub(crate) fn redactor(task_definition: &TaskDefinition) -> Redactor {
+    Redactor::new(
+        task_definition
+            .container_definitions()
+            .iter()
+            .flat_map(ContainerDefinition::environment)
+            .filter_map(|variable| variable.value()),
+    )
+}
 
 /// The container whose image is replaced: the named one, or the only one.
 pub(crate) fn select_container<'a>(

@@ -1,9 +1,24 @@
 //! Image builders: the Docker CLI (buildx when present), podman and buildah, driven with
 //! argument vectors (never a shell string), their output streamed to progress events.
+//!
+//! Every build runs on a staged context: a fresh directory holding exactly
+//! [`BuildRequest::context_files`] (see [`crate::context`]'s rules), removed afterwards, with
+//! the Dockerfile passed by absolute path. Every builder pushes one single-platform image
+//! manifest in the Docker v2 schema 2 format (no index, no attestation manifests), which every
+//! target (ECS, Lambda, AgentCore, SageMaker) accepts:
+//!
+//! - `docker buildx build --load --provenance=false --sbom=false` (buildx would otherwise add
+//!   provenance attestations, turning the pushed image into an index Lambda rejects), then
+//!   `docker push` of the loaded image;
+//! - `docker build` (no buildx: run with `DOCKER_BUILDKIT=0`, the legacy builder, since the
+//!   Docker CLI cannot use BuildKit without the buildx plugin), then `docker push`;
+//! - `podman build --format docker` / `buildah bud --format docker`, then `push --format v2s2`
+//!   (the Docker format also keeps `HEALTHCHECK`, `SHELL` and `ONBUILD`, which OCI image
+//!   configs drop).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -13,6 +28,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
 use crate::ImageError;
+use crate::context::{self, ContextFile};
 
 /// How many of the builder's last output lines an error carries.
 pub const TAIL_LINES: usize = 25;
@@ -24,10 +40,14 @@ pub struct BuildRequest {
     pub service: String,
     /// The full image reference to tag, `registry/repository:tag`.
     pub image: String,
-    /// The Dockerfile.
+    /// The Dockerfile (absolute, or relative to the working directory); it need not be in
+    /// `context_files`.
     pub dockerfile: PathBuf,
-    /// The build context directory.
+    /// The directory the files of `context_files` are read from.
     pub context: PathBuf,
+    /// The build context, exactly: nothing else under `context` reaches the builder. An empty
+    /// list is an empty context.
+    pub context_files: Vec<ContextFile>,
     /// `os/arch[/variant]`.
     pub platform: String,
     /// `--build-arg` values.
@@ -89,24 +109,36 @@ impl ImageBuilder {
         }
     }
 
-    /// The build command's arguments (after the program name).
-    pub fn build_args(&self, request: &BuildRequest) -> Vec<OsString> {
+    /// The build command's arguments (after the program name) building `request` with
+    /// `context_dir` as the build context (the staged directory; see [`ImageBuilder::build`]).
+    /// The Dockerfile is passed by absolute path.
+    pub fn build_args(&self, request: &BuildRequest, context_dir: &Path) -> Vec<OsString> {
         let mut args: Vec<OsString> = match (self.kind, self.buildx) {
             (Builder::Docker, true) => vec![
                 "buildx".into(),
                 "build".into(),
                 "--load".into(),
+                "--provenance=false".into(),
+                "--sbom=false".into(),
                 "--progress".into(),
                 "plain".into(),
             ],
-            (Builder::Docker, false) | (Builder::Podman, _) => vec!["build".into()],
-            (Builder::Buildah, _) => vec!["bud".into()],
+            (Builder::Docker, false) => vec!["build".into()],
+            (Builder::Podman, _) => vec!["build".into(), "--format".into(), "docker".into()],
+            (Builder::Buildah, _) => vec!["bud".into(), "--format".into(), "docker".into()],
         };
+        if self.kind != Builder::Docker && is_loopback(registry_of(&request.image)) {
+            // A loopback registry is plain HTTP (a local one, a test bed): base images pulled
+            // from it need the same as the push (Docker treats 127.0.0.0/8 as insecure itself).
+            args.push("--tls-verify=false".into());
+        }
+        let dockerfile =
+            std::path::absolute(&request.dockerfile).unwrap_or_else(|_| request.dockerfile.clone());
         args.extend([
             "--platform".into(),
             request.platform.clone().into(),
             "-f".into(),
-            request.dockerfile.clone().into_os_string(),
+            dockerfile.into_os_string(),
             "-t".into(),
             request.image.clone().into(),
         ]);
@@ -114,7 +146,7 @@ impl ImageBuilder {
             args.push("--build-arg".into());
             args.push(format!("{name}={value}").into());
         }
-        args.push(request.context.clone().into_os_string());
+        args.push(context_dir.as_os_str().to_owned());
         args
     }
 
@@ -122,6 +154,10 @@ impl ImageBuilder {
     pub fn push_args(&self, image: &str) -> Vec<OsString> {
         let insecure = is_loopback(registry_of(image));
         let mut args: Vec<OsString> = vec!["push".into()];
+        if self.kind != Builder::Docker {
+            // One Docker v2 schema 2 manifest, whatever format the local image is stored in.
+            args.extend(["--format".into(), "v2s2".into()]);
+        }
         if insecure && self.kind != Builder::Docker {
             // Docker treats 127.0.0.0/8 as insecure by itself; podman and buildah need telling.
             args.push("--tls-verify=false".into());
@@ -148,21 +184,45 @@ impl ImageBuilder {
         args
     }
 
-    /// Builds the image, streaming the builder's output to `progress`.
+    /// Builds the image from exactly `request.context_files`, streaming the builder's output
+    /// to `progress`.
+    ///
+    /// The files are staged in a fresh directory first (hard links or copies, symlinks
+    /// recreated, see [`crate::context`]); that directory is the build context and is removed
+    /// afterwards, whether the build succeeded, failed or was cancelled.
     pub async fn build(
         &self,
         request: &BuildRequest,
         progress: &Progress,
     ) -> Result<(), ImageError> {
-        let args = self.build_args(request);
+        let staged = context::stage_reported(
+            &request.service,
+            &request.context,
+            &request.context_files,
+            progress,
+        )
+        .await?;
+        let result = self.build_in(request, staged.path(), progress).await;
+        context::remove_reported(staged, progress).await;
+        result
+    }
+
+    async fn build_in(
+        &self,
+        request: &BuildRequest,
+        context_dir: &Path,
+        progress: &Progress,
+    ) -> Result<(), ImageError> {
+        let args = self.build_args(request, context_dir);
         let names: Vec<&str> = request.build_args.keys().map(String::as_str).collect();
         progress.emit(
             Phase::Build,
             format!(
-                "{} {} for {} (build args: {})",
+                "{} {} for {} ({} files in the context; build args: {})",
                 self.describe(),
                 request.image,
                 request.platform,
+                request.context_files.len(),
                 if names.is_empty() {
                     "none".into()
                 } else {
@@ -238,7 +298,13 @@ impl ImageBuilder {
             program: self.program.clone(),
             source,
         };
-        let mut child = Command::new(&self.program)
+        let mut command = Command::new(&self.program);
+        if self.kind == Builder::Docker && !self.buildx {
+            // Without the buildx plugin the Docker CLI cannot use BuildKit (its default since
+            // Docker 23): the legacy builder is the one that works.
+            command.env("DOCKER_BUILDKIT", "0");
+        }
+        let mut child = command
             .args(args)
             .stdin(if stdin.is_some() {
                 Stdio::piped()
@@ -383,8 +449,9 @@ mod tests {
         BuildRequest {
             service: "api".into(),
             image: "127.0.0.1:5000/acme/api:abc".into(),
-            dockerfile: "backend/Dockerfile".into(),
+            dockerfile: "/repo/backend/Dockerfile".into(),
             context: "backend".into(),
+            context_files: Vec::new(),
             platform: "linux/arm64".into(),
             build_args: BTreeMap::from([("B".into(), "2".into()), ("A".into(), "1".into())]),
         }
@@ -394,56 +461,96 @@ mod tests {
         args.into_iter().map(|a| a.into_string().unwrap()).collect()
     }
 
+    /// buildx builds one single-platform image with no provenance or SBOM attestation (which
+    /// would make the pushed image an index that Lambda rejects) and loads it for `docker push`.
     #[test]
     fn docker_buildx_args() {
-        let args = strings(ImageBuilder::new(Builder::Docker, true).build_args(&request()));
+        let args = strings(
+            ImageBuilder::new(Builder::Docker, true)
+                .build_args(&request(), Path::new("/tmp/ctx-staged")),
+        );
         assert_eq!(
             args,
             [
                 "buildx",
                 "build",
                 "--load",
+                "--provenance=false",
+                "--sbom=false",
                 "--progress",
                 "plain",
                 "--platform",
                 "linux/arm64",
                 "-f",
-                "backend/Dockerfile",
+                "/repo/backend/Dockerfile",
                 "-t",
                 "127.0.0.1:5000/acme/api:abc",
                 "--build-arg",
                 "A=1",
                 "--build-arg",
                 "B=2",
-                "backend"
+                "/tmp/ctx-staged"
             ]
         );
     }
 
+    /// The context argument is the staged directory, never `request.context`; podman and
+    /// buildah build Docker-format images, and pull from a loopback registry (plain HTTP)
+    /// without TLS, as they push to it.
     #[test]
     fn docker_classic_podman_buildah_args() {
         let tail = [
             "--platform",
             "linux/arm64",
             "-f",
-            "backend/Dockerfile",
+            "/repo/backend/Dockerfile",
             "-t",
             "127.0.0.1:5000/acme/api:abc",
             "--build-arg",
             "A=1",
             "--build-arg",
             "B=2",
-            "backend",
+            "/tmp/ctx-staged",
         ];
         for (kind, head) in [
-            (Builder::Docker, "build"),
-            (Builder::Podman, "build"),
-            (Builder::Buildah, "bud"),
+            (Builder::Docker, &["build"][..]),
+            (
+                Builder::Podman,
+                &["build", "--format", "docker", "--tls-verify=false"][..],
+            ),
+            (
+                Builder::Buildah,
+                &["bud", "--format", "docker", "--tls-verify=false"][..],
+            ),
         ] {
-            let args = strings(ImageBuilder::new(kind, false).build_args(&request()));
-            assert_eq!(args[0], head);
-            assert_eq!(&args[1..], tail);
+            let args = strings(
+                ImageBuilder::new(kind, false).build_args(&request(), Path::new("/tmp/ctx-staged")),
+            );
+            assert_eq!(&args[..head.len()], head);
+            assert_eq!(&args[head.len()..], tail);
         }
+        let mut remote = request();
+        remote.image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/acme/api:abc".into();
+        let args = strings(
+            ImageBuilder::new(Builder::Buildah, false).build_args(&remote, Path::new("/x")),
+        );
+        assert!(
+            !args.iter().any(|a| a.starts_with("--tls-verify")),
+            "{args:?}"
+        );
+    }
+
+    /// A relative Dockerfile is passed by absolute path: the build runs in another directory.
+    #[test]
+    fn a_relative_dockerfile_becomes_absolute() {
+        let mut request = request();
+        request.dockerfile = "backend/Dockerfile".into();
+        let args = strings(
+            ImageBuilder::new(Builder::Buildah, false).build_args(&request, Path::new("/x")),
+        );
+        let dockerfile = &args[args.iter().position(|a| a == "-f").unwrap() + 1];
+        assert!(Path::new(dockerfile).is_absolute(), "{dockerfile}");
+        assert!(dockerfile.ends_with("/backend/Dockerfile"), "{dockerfile}");
     }
 
     #[test]
@@ -455,12 +562,14 @@ mod tests {
         );
         assert_eq!(
             strings(ImageBuilder::new(Builder::Podman, false).push_args(image)),
-            ["push", "--tls-verify=false", image]
+            ["push", "--format", "v2s2", "--tls-verify=false", image]
         );
         assert_eq!(
             strings(ImageBuilder::new(Builder::Buildah, false).push_args(image)),
             [
                 "push",
+                "--format",
+                "v2s2",
                 "--tls-verify=false",
                 image,
                 &format!("docker://{image}")
@@ -469,7 +578,7 @@ mod tests {
         let remote = "123456789012.dkr.ecr.us-east-1.amazonaws.com/acme/api:abc";
         assert_eq!(
             strings(ImageBuilder::new(Builder::Podman, false).push_args(remote)),
-            ["push", remote]
+            ["push", "--format", "v2s2", remote]
         );
     }
 
@@ -561,6 +670,61 @@ mod tests {
         assert!(run.tail.contains(&"line 40".to_owned()));
         assert!(!run.tail.contains(&"line 1".to_owned()));
         assert_eq!(collect.events().len(), 41);
+    }
+
+    /// A stand-in builder (a script) writes down the context directory it was given and what
+    /// is in it: only the listed files (not the untracked one beside them, not the Dockerfile
+    /// outside the list), and the staged directory is gone afterwards, after a failed build
+    /// too.
+    #[tokio::test]
+    async fn the_builder_sees_only_the_listed_files_and_the_stage_goes_away() {
+        use std::os::unix::fs::PermissionsExt as _;
+
+        let tree = tempfile::tempdir().unwrap();
+        std::fs::write(tree.path().join("app.py"), "print(1)\n").unwrap();
+        std::fs::write(tree.path().join("debris.log"), "untracked\n").unwrap();
+        std::fs::write(tree.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        let out = tempfile::tempdir().unwrap();
+        for code in [0, 7] {
+            let script = out.path().join(format!("builder-{code}"));
+            std::fs::write(
+                &script,
+                format!(
+                    "#!/bin/sh\nfor last; do :; done\necho \"$last\" > {out}/dir\n(cd \"$last\" && find . | sort) > {out}/entries\nexit {code}\n",
+                    out = out.path().display()
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let builder = ImageBuilder {
+                kind: Builder::Buildah,
+                program: script.display().to_string(),
+                buildx: false,
+            };
+            let request = BuildRequest {
+                service: "api".into(),
+                image: "127.0.0.1:5000/acme/api:abc".into(),
+                dockerfile: tree.path().join("Dockerfile"),
+                context: tree.path().to_path_buf(),
+                context_files: vec![ContextFile::new("app.py", crate::ContextFileKind::Regular)],
+                platform: "linux/arm64".into(),
+                build_args: BTreeMap::new(),
+            };
+            let result = builder.build(&request, &Progress::discard("api")).await;
+            match code {
+                0 => result.unwrap(),
+                _ => assert!(
+                    matches!(result, Err(ImageError::BuildFailed { code: 7, .. })),
+                    "{result:?}"
+                ),
+            }
+            let entries = std::fs::read_to_string(out.path().join("entries")).unwrap();
+            assert_eq!(entries, ".\n./app.py\n");
+            let dir = std::fs::read_to_string(out.path().join("dir")).unwrap();
+            let dir = Path::new(dir.trim());
+            assert_ne!(dir, tree.path());
+            assert!(!dir.exists(), "{} was left behind", dir.display());
+        }
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@ use deployer_core::{ImageArtifact, Phase, Progress};
 use tokio::sync::OnceCell;
 
 use crate::builder::{BuildRequest, ImageBuilder};
-use crate::{ImageError, Registry};
+use crate::{ContextFile, ImageError, ManifestInfo, Registry, RemoteBuild, RemoteBuilder, context};
 
 /// One image to make available.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,8 +24,12 @@ pub struct ImageRequest {
     pub tag: String,
     /// The Dockerfile (absolute or relative to the working directory).
     pub dockerfile: PathBuf,
-    /// The build context directory.
+    /// The build context directory: where the files of `context_files` are read from.
     pub context: PathBuf,
+    /// The build context exactly as the hasher listed it (the tracked files under `context`,
+    /// `.dockerignore` applied), paths relative to `context`. Only these files reach the
+    /// builder; an empty list is an empty context.
+    pub context_files: Vec<ContextFile>,
     /// `os/arch[/variant]`.
     pub platform: String,
     /// `--build-arg` values.
@@ -103,7 +107,19 @@ impl Pipeline {
         self.registry.digest(repository, tag).await
     }
 
-    /// Points the mutable `tag` of `repository` at `digest` (see [`Registry::retag`]).
+    /// What the registry holds under `repository:tag` (see [`Registry::manifest`]): the
+    /// manifest's media type, whether it is an index, and the image's platform. Give it to
+    /// [`crate::check_accepted`] before deploying to a target that is particular about both.
+    pub async fn inspect(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Option<ManifestInfo>, ImageError> {
+        self.registry.manifest(repository, tag).await
+    }
+
+    /// Points the mutable `tag` of `repository` at `digest` (see [`Registry::retag`]; the tag
+    /// move is preceded by [`Progress::before_mutation`]).
     pub async fn retag(
         &self,
         repository: &str,
@@ -118,7 +134,7 @@ impl Pipeline {
                 self.repository_uri(repository)
             ),
         );
-        self.registry.retag(repository, digest, tag).await
+        self.registry.retag(repository, digest, tag, progress).await
     }
 
     /// The builder, detected on first use.
@@ -133,6 +149,19 @@ impl Pipeline {
     pub async fn ensure(
         &self,
         request: &ImageRequest,
+        progress: &Progress,
+    ) -> Result<ImageReport, ImageError> {
+        self.ensure_on(request, None, progress).await
+    }
+
+    /// [`Pipeline::ensure`], building on `remote` when given: the context is staged from
+    /// exactly the listed files as for a local build, `remote` builds and pushes it, and the
+    /// push is confirmed by the registry's digest as for a local build. No local builder is
+    /// looked for and no registry login happens on this machine.
+    pub async fn ensure_on(
+        &self,
+        request: &ImageRequest,
+        remote: Option<&dyn RemoteBuilder>,
         progress: &Progress,
     ) -> Result<ImageReport, ImageError> {
         let repository_uri = self.repository_uri(&request.repository);
@@ -167,6 +196,49 @@ impl Pipeline {
             });
         }
 
+        if let Some(remote) = remote {
+            let start = Instant::now();
+            let staged = context::stage_reported(
+                &request.service,
+                &request.context,
+                &request.context_files,
+                progress,
+            )
+            .await?;
+            let dockerfile = std::path::absolute(&request.dockerfile)
+                .unwrap_or_else(|_| request.dockerfile.clone());
+            let built = remote
+                .build_and_push(
+                    &RemoteBuild {
+                        service: &request.service,
+                        image: &image,
+                        registry: self.registry.host(),
+                        tag: &request.tag,
+                        context_dir: staged.path(),
+                        dockerfile: &dockerfile,
+                        platform: &request.platform,
+                        build_args: &request.build_args,
+                    },
+                    progress,
+                )
+                .await;
+            context::remove_reported(staged, progress).await;
+            built?;
+            let build_ms = ms(start);
+            let start = Instant::now();
+            let artifact = self
+                .confirm(request, &repository_uri, &image, progress)
+                .await?;
+            return Ok(ImageReport {
+                artifact,
+                built: true,
+                builder: Some(remote.describe()),
+                check_ms,
+                build_ms,
+                push_ms: ms(start),
+            });
+        }
+
         let builder = self.builder().await?;
         let start = Instant::now();
         builder
@@ -176,6 +248,7 @@ impl Pipeline {
                     image: image.clone(),
                     dockerfile: request.dockerfile.clone(),
                     context: request.context.clone(),
+                    context_files: request.context_files.clone(),
                     platform: request.platform.clone(),
                     build_args: request.build_args.clone(),
                 },
@@ -189,24 +262,39 @@ impl Pipeline {
             .get_or_try_init(|| self.login_builder(builder, progress))
             .await?;
         builder.push(&image, progress).await?;
-        let digest = self
-            .check(&request.repository, &request.tag)
-            .await?
-            .ok_or_else(|| ImageError::MissingAfterPush {
-                image: image.clone(),
-            })?;
-        progress.emit(Phase::Push, format!("pushed {image} ({digest})"));
+        let artifact = self
+            .confirm(request, &repository_uri, &image, progress)
+            .await?;
         Ok(ImageReport {
-            artifact: ImageArtifact {
-                repository_uri,
-                tag: request.tag.clone(),
-                digest: Some(digest),
-            },
+            artifact,
             built: true,
             builder: Some(builder.describe()),
             check_ms,
             build_ms,
             push_ms: ms(start),
+        })
+    }
+
+    /// After a push (local or remote): the registry must have the image under its tag; its
+    /// digest is what is deployed.
+    async fn confirm(
+        &self,
+        request: &ImageRequest,
+        repository_uri: &str,
+        image: &str,
+        progress: &Progress,
+    ) -> Result<ImageArtifact, ImageError> {
+        let digest = self
+            .check(&request.repository, &request.tag)
+            .await?
+            .ok_or_else(|| ImageError::MissingAfterPush {
+                image: image.to_owned(),
+            })?;
+        progress.emit(Phase::Push, format!("pushed {image} ({digest})"));
+        Ok(ImageArtifact {
+            repository_uri: repository_uri.to_owned(),
+            tag: request.tag.clone(),
+            digest: Some(digest),
         })
     }
 

@@ -1,19 +1,26 @@
 //! "Does this repository have this tag?", answered without pulling: through the ECR API for
 //! ECR registries, through the OCI distribution API (`HEAD /v2/<repo>/manifests/<tag>`) for any
-//! other registry.
+//! other registry. "What is it?" ([`Registry::manifest`]): the manifest and the image's config
+//! blob, read the same two ways.
 
 use std::fmt;
 
-use aws_sdk_ecr::error::DisplayErrorContext;
+use aws_sdk_ecr::operation::batch_get_image::BatchGetImageError;
 use aws_sdk_ecr::operation::describe_images::DescribeImagesError;
-use aws_sdk_ecr::types::ImageIdentifier;
+use aws_sdk_ecr::types::{ImageIdentifier, ImageStatus};
 use base64::Engine as _;
+// A failed ECR call is one line (`Code: message`), never the SDK's `DisplayErrorContext`: the
+// raw response may be a `GetAuthorizationToken` answer (the registry password).
+use deployer_aws::error_line;
+use deployer_core::{DeployError, Presence, Progress};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, client::ClientConfig, client::ClientProtocol};
 
 use crate::ImageError;
 use crate::builder::is_loopback;
+use crate::manifest::{self, ManifestInfo, ManifestKind};
+use deployer_core::{cause_chain as chain, one_line};
 
 /// An ECR registry host split into its parts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,8 +103,7 @@ impl Registry {
     /// `DEPLOYER_REGISTRY_PASSWORD`, else the Docker config (`~/.docker/config.json` and its
     /// credential helpers), else anonymous.
     pub fn oci(host: &str) -> Self {
-        // reqwest is built without a default crypto provider: use ring, as the AWS client does.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto();
         let protocol = if is_loopback(host) {
             ClientProtocol::Http
         } else {
@@ -152,7 +158,7 @@ impl Registry {
                         }
                         _ => Err(ImageError::Ecr {
                             operation: "DescribeImages",
-                            message: DisplayErrorContext(&error).to_string(),
+                            message: error_line(&error),
                         }),
                     },
                 }
@@ -173,9 +179,319 @@ impl Registry {
         }
     }
 
+    /// Whether the registry still holds the image `repository@digest` (a rollback target):
+    /// asked without pulling — ECR `BatchGetImage` by digest (and, when ECR has no such image
+    /// to serve, `DescribeImages` to tell an archived image from an expired or deleted one),
+    /// the OCI distribution API `HEAD /v2/<repository>/manifests/<digest>`. A missing
+    /// repository is gone too: nothing of it can be rolled back to.
+    pub async fn presence(&self, repository: &str, digest: &str) -> Result<Presence, ImageError> {
+        match self {
+            Registry::Ecr { host, ecr, client } => {
+                let id = ImageIdentifier::builder().image_digest(digest).build();
+                let result = batch_get_image(client, ecr, repository, id).await;
+                let output = match result {
+                    Ok(output) => output,
+                    Err(error) => {
+                        return match error.as_service_error() {
+                            Some(BatchGetImageError::RepositoryNotFoundException(_)) => {
+                                Ok(Presence::Gone {
+                                    why: format!(
+                                        "its repository `{repository}` no longer exists in {host}"
+                                    ),
+                                })
+                            }
+                            _ => Err(ImageError::Ecr {
+                                operation: "BatchGetImage",
+                                message: error_line(&error),
+                            }),
+                        };
+                    }
+                };
+                if !output.images().is_empty() {
+                    return Ok(Presence::Present);
+                }
+                let Some(failure) = output.failures().first() else {
+                    return Err(ImageError::Ecr {
+                        operation: "BatchGetImage",
+                        message: "the response has neither images nor failures".into(),
+                    });
+                };
+                let code = failure.failure_code().map_or("failure", |c| c.as_str());
+                let reason = failure.failure_reason().unwrap_or("no reason given");
+                if code != "ImageNotFound" {
+                    return Err(ImageError::Ecr {
+                        operation: "BatchGetImage",
+                        message: one_line(&format!("{code}: {reason}")),
+                    });
+                }
+                Ok(Presence::Gone {
+                    why: self.ecr_gone(repository, digest, reason).await,
+                })
+            }
+            Registry::Oci { host, client, auth } => {
+                let reference =
+                    Reference::with_digest(host.clone(), repository.to_owned(), digest.to_owned());
+                match client.fetch_manifest_digest(&reference, auth).await {
+                    Ok(_) => Ok(Presence::Present),
+                    Err(error) if is_not_found(&error) => Ok(Presence::Gone {
+                        why: format!(
+                            "it was removed from the registry ({host} has no manifest {digest} in `{repository}`)"
+                        ),
+                    }),
+                    Err(error) => Err(ImageError::Registry {
+                        registry: host.clone(),
+                        reference: format!("{repository}@{digest}"),
+                        message: one_line(&error.to_string()),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Why ECR serves no image `repository@digest` (`reason`: what `BatchGetImage` said): an
+    /// image a lifecycle rule moved to archive storage is still listed (`imageStatus`
+    /// `ARCHIVED`) and can be restored; one that is not listed was expired by a lifecycle
+    /// rule or deleted.
+    async fn ecr_gone(&self, repository: &str, digest: &str, reason: &str) -> String {
+        let Registry::Ecr { ecr, client, .. } = self else {
+            return format!("it was removed from the registry ({reason})");
+        };
+        let described = client
+            .describe_images()
+            .registry_id(&ecr.account)
+            .repository_name(repository)
+            .image_ids(ImageIdentifier::builder().image_digest(digest).build())
+            .send()
+            .await;
+        let archived = described.ok().is_some_and(|output| {
+            output
+                .image_details()
+                .iter()
+                .any(|d| d.image_status() == Some(&ImageStatus::Archived))
+        });
+        if archived {
+            format!(
+                "ECR archived it (a lifecycle rule with action `transition` to archive storage; \
+                 restore it with `aws ecr update-image-storage-class --repository-name {repository} \
+                 --image-id imageDigest={digest} --target-storage-class STANDARD`)"
+            )
+        } else {
+            format!(
+                "it was removed from the registry (ECR: {reason}; an ECR lifecycle rule expires \
+                 images, or it was deleted)"
+            )
+        }
+    }
+
+    /// What the registry holds under `repository:reference` (a tag, or a `sha256:…` digest):
+    /// the manifest's digest and media type, whether it is an index (and of what), and for an
+    /// image manifest the platform its config blob names. `None` when there is no such tag.
+    ///
+    /// - OCI distribution API: `GET /v2/<repository>/manifests/<reference>` accepting the OCI
+    ///   and Docker image and index types, then the config blob (`GET /v2/…/blobs/<digest>`,
+    ///   checked against its digest).
+    /// - ECR: `BatchGetImage` with the same `acceptedMediaTypes` (without them ECR converts or
+    ///   refuses), then the config blob through `GetDownloadUrlForLayer` and a `GET` of the
+    ///   URL it returns (checked against its digest). Both need the caller's pull permissions
+    ///   (`ecr:BatchGetImage`, `ecr:GetDownloadUrlForLayer`).
+    pub async fn manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<ManifestInfo>, ImageError> {
+        let is_digest = reference.starts_with("sha256:");
+        let shown = if is_digest {
+            format!("{}/{repository}@{reference}", self.host())
+        } else {
+            format!("{}/{repository}:{reference}", self.host())
+        };
+        let failed = |message: String| ImageError::Registry {
+            registry: self.host().to_owned(),
+            reference: shown.clone(),
+            message: one_line(&message),
+        };
+        match self {
+            Registry::Ecr { host, ecr, client } => {
+                let id = if is_digest {
+                    ImageIdentifier::builder().image_digest(reference).build()
+                } else {
+                    ImageIdentifier::builder().image_tag(reference).build()
+                };
+                let result = batch_get_image(client, ecr, repository, id).await;
+                let output = match result {
+                    Ok(output) => output,
+                    Err(error) => {
+                        return Err(match error.as_service_error() {
+                            Some(BatchGetImageError::RepositoryNotFoundException(_)) => {
+                                ImageError::RepositoryNotFound {
+                                    repository: repository.to_owned(),
+                                    registry: host.clone(),
+                                }
+                            }
+                            _ => ImageError::Ecr {
+                                operation: "BatchGetImage",
+                                message: error_line(&error),
+                            },
+                        });
+                    }
+                };
+                let Some(image) = output.images().first() else {
+                    // ECR answers a missing tag with a failure, not an error.
+                    return match output.failures().first() {
+                        Some(failure)
+                            if !matches!(
+                                failure.failure_code().map(|c| c.as_str()),
+                                Some("ImageNotFound" | "ImageTagDoesNotMatchDigest")
+                            ) =>
+                        {
+                            Err(ImageError::Ecr {
+                                operation: "BatchGetImage",
+                                message: one_line(&format!(
+                                    "{}: {}",
+                                    failure.failure_code().map_or("failure", |c| c.as_str()),
+                                    failure.failure_reason().unwrap_or("no reason given")
+                                )),
+                            })
+                        }
+                        _ => Ok(None),
+                    };
+                };
+                let body = image.image_manifest().ok_or(ImageError::Ecr {
+                    operation: "BatchGetImage",
+                    message: "the response has no images[0].imageManifest".into(),
+                })?;
+                let parsed = manifest::parse(body.as_bytes(), image.image_manifest_media_type())
+                    .map_err(failed)?;
+                let digest = image
+                    .image_id()
+                    .and_then(|id| id.image_digest())
+                    .map_or_else(|| sha256_digest(body.as_bytes()), str::to_owned);
+                // The platform is in the config blob, which ECR serves through a download URL.
+                // When that is refused (a role without `ecr:GetDownloadUrlForLayer`, an emulator
+                // without blobs), the media type is still checked and the platform is said to be
+                // unread.
+                let (platform, unread) = match &parsed.config {
+                    Some(config) => match self.ecr_blob(repository, config).await {
+                        Ok(blob) => (manifest::config_platform(&blob).map_err(failed)?, None),
+                        Err(
+                            error @ ImageError::Ecr {
+                                operation: "GetDownloadUrlForLayer",
+                                ..
+                            },
+                        ) => (None, Some(error.to_string())),
+                        Err(error) => return Err(error),
+                    },
+                    None => (None, None),
+                };
+                let mut found = info(shown.clone(), digest, parsed, platform);
+                found.platform_unread = unread;
+                Ok(Some(found))
+            }
+            Registry::Oci { client, auth, host } => {
+                let target = if is_digest {
+                    Reference::with_digest(
+                        host.clone(),
+                        repository.to_owned(),
+                        reference.to_owned(),
+                    )
+                } else {
+                    Reference::with_tag(host.clone(), repository.to_owned(), reference.to_owned())
+                };
+                let (body, digest) = match client
+                    .pull_manifest_raw(&target, auth, &manifest::ACCEPTED)
+                    .await
+                {
+                    Ok(found) => found,
+                    Err(error) if is_not_found(&error) => return Ok(None),
+                    Err(error) => return Err(failed(error.to_string())),
+                };
+                let parsed = manifest::parse(&body, None).map_err(failed)?;
+                let platform = match &parsed.config {
+                    Some(config) => {
+                        let mut blob = Vec::new();
+                        client
+                            .pull_blob(&target, config.as_str(), &mut blob)
+                            .await
+                            .map_err(|e| failed(format!("config blob {config}: {e}")))?;
+                        manifest::config_platform(&blob).map_err(failed)?
+                    }
+                    None => None,
+                };
+                Ok(Some(info(shown.clone(), digest, parsed, platform)))
+            }
+        }
+    }
+
+    /// An ECR blob (an image config): `GetDownloadUrlForLayer`, then a `GET` of that URL,
+    /// checked against `digest`.
+    async fn ecr_blob(&self, repository: &str, digest: &str) -> Result<Vec<u8>, ImageError> {
+        let Registry::Ecr { host, ecr, client } = self else {
+            return Ok(Vec::new());
+        };
+        let output = client
+            .get_download_url_for_layer()
+            .registry_id(&ecr.account)
+            .repository_name(repository)
+            .layer_digest(digest)
+            .send()
+            .await
+            .map_err(|error| ImageError::Ecr {
+                operation: "GetDownloadUrlForLayer",
+                message: error_line(&error),
+            })?;
+        let url = output.download_url().ok_or(ImageError::Ecr {
+            operation: "GetDownloadUrlForLayer",
+            message: "the response has no downloadUrl".into(),
+        })?;
+        let failed = |message: String| ImageError::Registry {
+            registry: host.clone(),
+            reference: format!("{repository}@{digest}"),
+            message: one_line(&message),
+        };
+        install_crypto();
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| failed(chain(&e)))?;
+        // The URL is presigned: its query string is a credential, so errors name the blob,
+        // not the URL.
+        let response = http.get(url).send().await.map_err(|e| {
+            failed(format!(
+                "cannot download the blob: {}",
+                chain(&e.without_url())
+            ))
+        })?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(failed(format!(
+                "downloading the blob answered HTTP {status}"
+            )));
+        }
+        let body = response.bytes().await.map_err(|e| {
+            failed(format!(
+                "cannot download the blob: {}",
+                chain(&e.without_url())
+            ))
+        })?;
+        let actual = sha256_digest(&body);
+        if actual != digest {
+            return Err(failed(format!("the blob downloaded has digest {actual}")));
+        }
+        Ok(body.to_vec())
+    }
+
     /// Points `repository:tag` at the image `digest` already in the registry (a mutable tag such
     /// as `latest`, for services that run by tag), without pulling or pushing any layer.
-    pub async fn retag(&self, repository: &str, digest: &str, tag: &str) -> Result<(), ImageError> {
+    ///
+    /// Moving a tag changes what a service that runs by tag starts next, so the write
+    /// (`PutImage`, or the manifest `PUT`) is preceded by [`Progress::before_mutation`]: a run
+    /// that lost its deploy lock gets [`ImageError::Fenced`] and the tag is not moved.
+    pub async fn retag(
+        &self,
+        repository: &str,
+        digest: &str,
+        tag: &str,
+        progress: &Progress,
+    ) -> Result<(), ImageError> {
         match self {
             Registry::Ecr { host, ecr, client } => {
                 let found = client
@@ -187,7 +503,7 @@ impl Registry {
                     .await
                     .map_err(|error| ImageError::Ecr {
                         operation: "BatchGetImage",
-                        message: DisplayErrorContext(&error).to_string(),
+                        message: error_line(&error),
                     })?;
                 let image = found.images().first().ok_or_else(|| ImageError::Registry {
                     registry: host.clone(),
@@ -204,13 +520,14 @@ impl Registry {
                 if let Some(media_type) = image.image_manifest_media_type() {
                     put = put.image_manifest_media_type(media_type);
                 }
+                before_mutation(progress, "PutImage")?;
                 match put.send().await {
                     Ok(_) => Ok(()),
                     // The tag already names this very manifest.
                     Err(error) if matches!(error.as_service_error(), Some(aws_sdk_ecr::operation::put_image::PutImageError::ImageAlreadyExistsException(_))) => Ok(()),
                     Err(error) => Err(ImageError::Ecr {
                         operation: "PutImage",
-                        message: DisplayErrorContext(&error).to_string(),
+                        message: error_line(&error),
                     }),
                 }
             }
@@ -245,6 +562,7 @@ impl Registry {
                     .map_err(|e| failed(e.to_string()))?;
                 let target =
                     Reference::with_tag(host.clone(), repository.to_owned(), tag.to_owned());
+                before_mutation(progress, &format!("PUT /v2/{repository}/manifests/{tag}"))?;
                 client
                     .push_manifest_raw(&target, body, content_type)
                     .await
@@ -266,7 +584,7 @@ impl Registry {
             .await
             .map_err(|error| ImageError::Ecr {
                 operation: "GetAuthorizationToken",
-                message: DisplayErrorContext(&error).to_string(),
+                message: error_line(&error),
             })?;
         let token = output
             .authorization_data()
@@ -292,6 +610,42 @@ impl Registry {
     }
 }
 
+/// reqwest is built without a default crypto provider: use ring, as the AWS client does.
+pub(crate) fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn info(
+    reference: String,
+    digest: String,
+    parsed: manifest::Parsed,
+    platform: Option<deployer_core::manifest::Platform>,
+) -> ManifestInfo {
+    ManifestInfo {
+        reference,
+        digest,
+        media_type: parsed.media_type,
+        platform: match parsed.kind {
+            ManifestKind::Image => platform,
+            ManifestKind::Index { .. } => None,
+        },
+        kind: parsed.kind,
+        platform_unread: None,
+    }
+}
+
+/// `sha256:<hex>` of `bytes`.
+fn sha256_digest(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(bytes);
+    let mut text = String::with_capacity(7 + 64);
+    text.push_str("sha256:");
+    for byte in hash.iter() {
+        text.push_str(&format!("{byte:02x}"));
+    }
+    text
+}
+
 fn oci_auth(host: &str) -> RegistryAuth {
     if let Ok(token) = std::env::var("DEPLOYER_REGISTRY_TOKEN") {
         return RegistryAuth::Bearer(token);
@@ -313,7 +667,30 @@ fn oci_auth(host: &str) -> RegistryAuth {
     }
 }
 
-fn is_not_found(error: &OciDistributionError) -> bool {
+/// ECR `BatchGetImage` of one image of `repository`, accepting the OCI and Docker image and
+/// index types (without them ECR converts or refuses).
+async fn batch_get_image(
+    client: &aws_sdk_ecr::Client,
+    ecr: &EcrHost,
+    repository: &str,
+    id: ImageIdentifier,
+) -> Result<
+    aws_sdk_ecr::operation::batch_get_image::BatchGetImageOutput,
+    aws_sdk_ecr::error::SdkError<BatchGetImageError, aws_sdk_ecr::config::http::HttpResponse>,
+> {
+    client
+        .batch_get_image()
+        .registry_id(&ecr.account)
+        .repository_name(repository)
+        .image_ids(id)
+        .set_accepted_media_types(Some(
+            manifest::ACCEPTED.iter().map(|t| (*t).to_owned()).collect(),
+        ))
+        .send()
+        .await
+}
+
+pub(crate) fn is_not_found(error: &OciDistributionError) -> bool {
     match error {
         OciDistributionError::ImageManifestNotFoundError(_) => true,
         OciDistributionError::ServerError { code, .. } => *code == 404,
@@ -327,8 +704,15 @@ fn is_not_found(error: &OciDistributionError) -> bool {
     }
 }
 
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+/// [`Progress::before_mutation`] for a registry write, as an [`ImageError`].
+fn before_mutation(progress: &Progress, call: &str) -> Result<(), ImageError> {
+    progress.before_mutation(call).map_err(|error| match error {
+        DeployError::Fenced { call, reason } => ImageError::Fenced { call, reason },
+        other => ImageError::Fenced {
+            call: call.to_owned(),
+            reason: other.to_string(),
+        },
+    })
 }
 
 #[cfg(test)]
@@ -424,6 +808,341 @@ mod tests {
         assert_eq!(
             (user.as_str(), password.as_str()),
             ("AWS", "s3cret-password")
+        );
+    }
+
+    /// A fence that says no: the run lost its deploy lock.
+    struct LockLost;
+
+    impl deployer_core::Fence for LockLost {
+        fn check(&self) -> Result<(), String> {
+            Err("the deploy lock of api was taken over".into())
+        }
+    }
+
+    /// Moving a tag is a mutation: a run that lost its deploy lock reads the image but does
+    /// not move the tag.
+    #[tokio::test]
+    async fn a_fenced_retag_moves_no_tag() {
+        let get = mock!(aws_sdk_ecr::Client::batch_get_image).then_output(|| {
+            aws_sdk_ecr::operation::batch_get_image::BatchGetImageOutput::builder()
+                .images(
+                    aws_sdk_ecr::types::Image::builder()
+                        .image_manifest("{}")
+                        .image_manifest_media_type(
+                            "application/vnd.docker.distribution.manifest.v2+json",
+                        )
+                        .build(),
+                )
+                .build()
+        });
+        let put = mock!(aws_sdk_ecr::Client::put_image)
+            .then_output(|| aws_sdk_ecr::operation::put_image::PutImageOutput::builder().build());
+        let client = mock_client!(aws_sdk_ecr, RuleMode::Sequential, [&get, &put]);
+        let pipeline = crate::Pipeline::new(registry(client), None);
+        let progress =
+            deployer_core::Progress::discard("api").with_fence(std::sync::Arc::new(LockLost));
+        let error = pipeline
+            .retag("acme/api", "sha256:abc", "latest", &progress)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, ImageError::Fenced { call, .. } if call == "PutImage"),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "stopped before PutImage: the deploy lock of api was taken over"
+        );
+        assert_eq!(put.num_calls(), 0);
+    }
+
+    /// An ECR answer that does not parse is shown in one line without its body: the body of a
+    /// `GetAuthorizationToken` answer is the registry password.
+    #[tokio::test]
+    async fn an_unparsable_answer_shows_no_body() {
+        let token = base64::engine::general_purpose::STANDARD.encode("AWS:s3cret-password");
+        let body = format!(r#"{{"authorizationData":[{{"authorizationToken":"{token}""#);
+        let rule =
+            mock!(aws_sdk_ecr::Client::get_authorization_token).then_http_response(move || {
+                aws_sdk_ecr::config::http::HttpResponse::new(
+                    200u16.try_into().unwrap(),
+                    body.clone().into(),
+                )
+            });
+        let client = mock_client!(aws_sdk_ecr, [&rule]);
+        let error = registry(client).login_credentials().await.unwrap_err();
+        let text = error.to_string();
+        assert!(!text.contains(&token), "the token leaked: {text}");
+        assert!(!text.contains('\n'), "{text}");
+        assert!(
+            text.starts_with("ECR GetAuthorizationToken failed: "),
+            "{text}"
+        );
+    }
+
+    /// Serves `body` to every request (HTTP/1.1, one response per connection) and returns a
+    /// URL shaped like an S3 presigned one, whose query string is a credential.
+    async fn serve(body: Vec<u8>) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut request = vec![0u8; 8192];
+                    let _ = socket.read(&mut request).await;
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = socket.write_all(head.as_bytes()).await;
+                    let _ = socket.write_all(&body).await;
+                });
+            }
+        });
+        format!("http://{address}/blob?X-Amz-Signature=presigned-secret")
+    }
+
+    const CONFIG: &str =
+        r#"{"architecture":"arm64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+
+    fn docker_manifest(config_digest: &str) -> String {
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"{config_digest}","size":1}},"layers":[]}}"#
+        )
+    }
+
+    fn ecr_image(manifest: String, media_type: &str) -> aws_sdk_ecr::types::Image {
+        aws_sdk_ecr::types::Image::builder()
+            .image_id(
+                ImageIdentifier::builder()
+                    .image_digest("sha256:abc")
+                    .build(),
+            )
+            .image_manifest(manifest)
+            .image_manifest_media_type(media_type)
+            .build()
+    }
+
+    /// ECR: `BatchGetImage` asks for every image and index type (else ECR converts or
+    /// refuses), and the platform comes from the config blob, fetched through the URL
+    /// `GetDownloadUrlForLayer` gives and checked against its digest.
+    #[tokio::test]
+    async fn ecr_manifest_reads_the_image_and_its_config() {
+        let config_digest = sha256_digest(CONFIG.as_bytes());
+        let url = serve(CONFIG.as_bytes().to_vec()).await;
+        let manifest = docker_manifest(&config_digest);
+        let get = mock!(aws_sdk_ecr::Client::batch_get_image)
+            .match_requests(|r| {
+                let accepted = r.accepted_media_types();
+                r.repository_name() == Some("acme/api")
+                    && r.image_ids().first().and_then(|id| id.image_tag()) == Some("3f2a")
+                    && manifest::ACCEPTED
+                        .iter()
+                        .all(|t| accepted.iter().any(|a| a == t))
+            })
+            .then_output(move || {
+                aws_sdk_ecr::operation::batch_get_image::BatchGetImageOutput::builder()
+                    .images(ecr_image(manifest.clone(), manifest::DOCKER_MANIFEST))
+                    .build()
+            });
+        let wanted = config_digest.clone();
+        let download = mock!(aws_sdk_ecr::Client::get_download_url_for_layer)
+            .match_requests(move |r| r.layer_digest() == Some(wanted.as_str()))
+            .then_output(move || {
+                aws_sdk_ecr::operation::get_download_url_for_layer::GetDownloadUrlForLayerOutput::builder()
+                    .download_url(url.clone())
+                    .layer_digest(config_digest.clone())
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_ecr, RuleMode::Sequential, [&get, &download]);
+        let info = registry(client)
+            .manifest("acme/api", "3f2a")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(info.reference, format!("{HOST}/acme/api:3f2a"));
+        assert_eq!(info.digest, "sha256:abc");
+        assert_eq!(info.media_type, manifest::DOCKER_MANIFEST);
+        assert_eq!(info.kind, ManifestKind::Image);
+        assert_eq!(
+            info.platform.map(|p| p.to_string()).as_deref(),
+            Some("linux/arm64")
+        );
+    }
+
+    /// A rollback target asked by digest (issue 17): there; expired (ECR no longer lists it);
+    /// archived by a lifecycle rule (listed as `ARCHIVED`, with the command restoring it); its
+    /// repository deleted.
+    #[tokio::test]
+    async fn ecr_presence_by_digest_tells_expired_from_archived() {
+        use aws_sdk_ecr::operation::batch_get_image::BatchGetImageOutput;
+        use aws_sdk_ecr::types::{ImageFailure, ImageFailureCode};
+        let not_found = || {
+            BatchGetImageOutput::builder()
+                .failures(
+                    ImageFailure::builder()
+                        .failure_code(ImageFailureCode::ImageNotFound)
+                        .failure_reason("Requested image not found")
+                        .build(),
+                )
+                .build()
+        };
+        let there = mock!(aws_sdk_ecr::Client::batch_get_image)
+            .match_requests(|r| {
+                r.image_ids()[0].image_digest() == Some("sha256:aa")
+                    && r.image_ids()[0].image_tag().is_none()
+            })
+            .then_output(|| {
+                BatchGetImageOutput::builder()
+                    .images(ecr_image("{}".to_owned(), manifest::OCI_MANIFEST))
+                    .build()
+            });
+        let expired = mock!(aws_sdk_ecr::Client::batch_get_image).then_output(not_found);
+        let unlisted = mock!(aws_sdk_ecr::Client::describe_images).then_error(|| {
+            DescribeImagesError::ImageNotFoundException(
+                ImageNotFoundException::builder().message("no").build(),
+            )
+        });
+        let archived = mock!(aws_sdk_ecr::Client::batch_get_image).then_output(not_found);
+        let listed = mock!(aws_sdk_ecr::Client::describe_images).then_output(|| {
+            DescribeImagesOutput::builder()
+                .image_details(
+                    ImageDetail::builder()
+                        .image_digest("sha256:cc")
+                        .image_status(ImageStatus::Archived)
+                        .build(),
+                )
+                .build()
+        });
+        let no_repository = mock!(aws_sdk_ecr::Client::batch_get_image).then_error(|| {
+            BatchGetImageError::RepositoryNotFoundException(
+                RepositoryNotFoundException::builder().message("no").build(),
+            )
+        });
+        let client = mock_client!(
+            aws_sdk_ecr,
+            RuleMode::Sequential,
+            [
+                &there,
+                &expired,
+                &unlisted,
+                &archived,
+                &listed,
+                &no_repository
+            ]
+        );
+        let registry = registry(client);
+        assert_eq!(
+            registry.presence("acme/api", "sha256:aa").await.unwrap(),
+            Presence::Present
+        );
+        let Presence::Gone { why } = registry.presence("acme/api", "sha256:bb").await.unwrap()
+        else {
+            panic!("an expired image is gone");
+        };
+        assert_eq!(
+            why,
+            "it was removed from the registry (ECR: Requested image not found; an ECR lifecycle \
+             rule expires images, or it was deleted)"
+        );
+        let Presence::Gone { why } = registry.presence("acme/api", "sha256:cc").await.unwrap()
+        else {
+            panic!("an archived image cannot be pulled");
+        };
+        assert!(
+            why.starts_with("ECR archived it (a lifecycle rule")
+                && why.contains("--image-id imageDigest=sha256:cc --target-storage-class STANDARD"),
+            "{why}"
+        );
+        let Presence::Gone { why } = registry.presence("acme/old", "sha256:dd").await.unwrap()
+        else {
+            panic!("a deleted repository holds nothing");
+        };
+        assert!(why.contains("`acme/old` no longer exists"), "{why}");
+    }
+
+    /// An index needs no config blob; a missing tag is a clean `None`.
+    #[tokio::test]
+    async fn ecr_manifest_of_an_index_and_of_a_missing_tag() {
+        let index = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:11","size":1,"platform":{"architecture":"amd64","os":"linux"}}]}"#;
+        let get_index = mock!(aws_sdk_ecr::Client::batch_get_image).then_output(move || {
+            aws_sdk_ecr::operation::batch_get_image::BatchGetImageOutput::builder()
+                .images(ecr_image(index.to_owned(), manifest::OCI_INDEX))
+                .build()
+        });
+        let missing = mock!(aws_sdk_ecr::Client::batch_get_image).then_output(|| {
+            aws_sdk_ecr::operation::batch_get_image::BatchGetImageOutput::builder()
+                .failures(
+                    aws_sdk_ecr::types::ImageFailure::builder()
+                        .failure_code(aws_sdk_ecr::types::ImageFailureCode::ImageNotFound)
+                        .failure_reason("Requested image not found")
+                        .build(),
+                )
+                .build()
+        });
+        let client = mock_client!(aws_sdk_ecr, RuleMode::Sequential, [&get_index, &missing]);
+        let registry = registry(client);
+        let info = registry.manifest("acme/api", "t1").await.unwrap().unwrap();
+        assert!(
+            matches!(&info.kind, ManifestKind::Index { manifests } if manifests.len() == 1),
+            "{info:?}"
+        );
+        assert_eq!(info.platform, None);
+        assert_eq!(registry.manifest("acme/api", "t2").await.unwrap(), None);
+    }
+
+    /// A config blob whose bytes do not match its digest is an error, and the error does not
+    /// carry the presigned URL (its query string is a credential).
+    #[tokio::test]
+    async fn ecr_config_with_the_wrong_digest_is_an_error_without_the_url() {
+        let config_digest = sha256_digest(b"something else");
+        let url = serve(CONFIG.as_bytes().to_vec()).await;
+        let manifest = docker_manifest(&config_digest);
+        let get = mock!(aws_sdk_ecr::Client::batch_get_image).then_output(move || {
+            aws_sdk_ecr::operation::batch_get_image::BatchGetImageOutput::builder()
+                .images(ecr_image(manifest.clone(), manifest::DOCKER_MANIFEST))
+                .build()
+        });
+        let download = mock!(aws_sdk_ecr::Client::get_download_url_for_layer).then_output(
+            move || {
+                aws_sdk_ecr::operation::get_download_url_for_layer::GetDownloadUrlForLayerOutput::builder()
+                    .download_url(url.clone())
+                    .build()
+            },
+        );
+        let client = mock_client!(aws_sdk_ecr, RuleMode::Sequential, [&get, &download]);
+        let error = registry(client)
+            .manifest("acme/api", "3f2a")
+            .await
+            .unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("the blob downloaded has digest"), "{text}");
+        assert!(!text.contains("presigned-secret"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn ecr_manifest_of_a_missing_repository_is_a_config_error() {
+        let missing = mock!(aws_sdk_ecr::Client::batch_get_image).then_error(|| {
+            BatchGetImageError::RepositoryNotFoundException(
+                RepositoryNotFoundException::builder().message("no").build(),
+            )
+        });
+        let client = mock_client!(aws_sdk_ecr, [&missing]);
+        let error = registry(client)
+            .manifest("acme/nope", "t")
+            .await
+            .unwrap_err();
+        assert!(error.is_config(), "{error:?}");
+    }
+
+    #[test]
+    fn sha256_digests_are_lowercase_hex() {
+        assert_eq!(
+            sha256_digest(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
     }
 

@@ -7,7 +7,8 @@
 //! `arm64`); otherwise the deploy stops with `DeployError::Mismatch` before anything is sent.
 //! An image the function already runs (by digest, or by tag when no digest is known) is left
 //! alone: no `UpdateFunctionCode` call. The shared machinery (waits, conflict retries, publish
-//! and alias, the meaning of "current") lives in `deployer-lambda`.
+//! and alias, the meaning of "current", the `Deployer` itself: `deployer_lambda::LambdaDeployer`)
+//! lives in `deployer-lambda`; this crate is its [`ImagePackage`].
 //!
 //! # Using it alone
 //!
@@ -26,78 +27,63 @@
 //! );
 //! // `wanted` is the `Artifact::Image` the image pipeline pushed.
 //! let outcome = deploy(&deployer, &wanted, &Progress::discard("api"), &PollPolicy::default()).await?;
-//! println!("{:?} {:?}", outcome.action, outcome.ids.get("version"));
+//! println!("{:?} {:?}", outcome.action, outcome.ids.get(deployer_lambda::ids::VERSION));
 //! # Ok(()) }
 //! ```
+//!
+//! `examples/lambda-image-roll.rs` is a complete program that points one function at an image (the
+//! AWS configuration from the standard environment, progress on stderr, the outcome on stdout, a
+//! non-zero exit code on failure): `cargo run -p deployer-lambda-image --example lambda-image-roll
+//! -- --function F <image@digest>`.
 #![warn(missing_docs)]
 
 use async_trait::async_trait;
-use deployer_core::manifest::{LambdaTarget, Platform};
-use deployer_core::poll::PollPolicy;
-use deployer_core::{Applied, Artifact, DeployError, Deployer, LiveState, Progress};
-use deployer_lambda::{Code, Function, PackageKind, code_is_live};
+use deployer_core::manifest::Platform;
+use deployer_core::{Artifact, DeployError, Progress};
+use deployer_lambda::{Code, Function, LambdaDeployer, Package, PackageKind};
 
-/// Deploys images to one Lambda image function.
+/// Deploys images to one Lambda image function:
+/// `LambdaImageDeployer::new(client, target, platform)`, where the images are built for
+/// `platform`.
+pub type LambdaImageDeployer = LambdaDeployer<ImagePackage>;
+
+/// The code of an image function: the digest-pinned image URI, for a function on the
+/// architecture the image is built for.
 #[derive(Clone, Debug)]
-pub struct LambdaImageDeployer {
-    function: Function,
+pub struct ImagePackage {
+    platform: Platform,
 }
 
-impl LambdaImageDeployer {
-    /// The deployer for `target.function`, whose images are built for `platform`.
-    pub fn new(client: aws_sdk_lambda::Client, target: LambdaTarget, platform: Platform) -> Self {
-        LambdaImageDeployer {
-            function: Function::new(client, target, PackageKind::Image).with_platform(&platform),
-        }
-    }
-
-    /// The policy for the waits made before the update (until a running update settled, and
-    /// retries of `ResourceConflictException`); the default is ten minutes. The wait after the
-    /// update uses the policy given to [`Deployer::wait`].
-    pub fn with_policy(mut self, policy: PollPolicy) -> Self {
-        self.function = self.function.with_policy(policy);
-        self
+impl From<Platform> for ImagePackage {
+    fn from(platform: Platform) -> Self {
+        ImagePackage { platform }
     }
 }
 
 #[async_trait]
-impl Deployer for LambdaImageDeployer {
-    fn target(&self) -> String {
-        self.function.describe()
+impl Package for ImagePackage {
+    const KIND: PackageKind = PackageKind::Image;
+
+    fn function(&self, function: Function) -> Function {
+        function.with_platform(&self.platform)
     }
 
-    async fn read_live(&self) -> Result<LiveState, DeployError> {
-        self.function.read_live().await
-    }
-
-    fn is_current(&self, live: &LiveState, wanted: &Artifact) -> bool {
-        self.function.is_current(live, wanted)
-    }
-
-    async fn apply(
+    fn identity(
         &self,
-        live: &LiveState,
+        target: &str,
         wanted: &Artifact,
-        progress: &Progress,
-    ) -> Result<Applied, DeployError> {
-        let Artifact::Image(_) = wanted else {
-            return Err(DeployError::Mismatch(format!(
-                "{} deploys images, not {wanted}",
-                self.function.describe()
-            )));
-        };
-        let uri = wanted.deploy_id();
-        let code = (!code_is_live(live, wanted)).then(|| Code::ImageUri(uri.clone()));
-        self.function.apply(live, code, None, uri, progress).await
+    ) -> Result<(String, Option<String>), DeployError> {
+        wanted.expect_image(target)?;
+        Ok((wanted.deploy_id(), None))
     }
 
-    async fn wait(
+    async fn code(
         &self,
-        applied: &Applied,
-        policy: &PollPolicy,
-        progress: &Progress,
-    ) -> Result<Applied, DeployError> {
-        self.function.wait(applied, policy, progress).await
+        _function: &Function,
+        wanted: &Artifact,
+        _progress: &Progress,
+    ) -> Result<Code, DeployError> {
+        Ok(Code::ImageUri(wanted.deploy_id()))
     }
 }
 

@@ -185,3 +185,100 @@ async fn a_zip_artifact_is_refused() {
         .unwrap_err();
     assert!(matches!(error, DeployError::Mismatch(_)), "{error:?}");
 }
+
+/// A fence that says no: the run lost its deploy lock.
+struct LockLost;
+
+impl deployer_core::Fence for LockLost {
+    fn check(&self) -> Result<(), String> {
+        Err("the deploy lock of api was taken over".into())
+    }
+}
+
+fn aliased(rules: &[&Rule]) -> LambdaImageDeployer {
+    let client: Client = mock_client!(aws_sdk_lambda, RuleMode::Sequential, rules);
+    let target = LambdaTarget {
+        function: "api".into(),
+        publish: true,
+        alias: Some("live".into()),
+    };
+    LambdaImageDeployer::new(client, target, Platform::parse("linux/amd64").unwrap())
+        .with_policy(policy())
+}
+
+/// `$LATEST` already names the wanted image but its last update `Failed`: the re-run sends the
+/// image again instead of failing at once without a call.
+#[tokio::test(start_paused = true)]
+async fn a_failed_update_of_the_same_image_is_sent_again() {
+    let failed = running(&format!("{REPO}@sha256:2222")).code("2222").failed(
+        "The image manifest or layer media type is not supported.",
+        aws_sdk_lambda::types::LastUpdateStatusReasonCode::ImageAccessDenied,
+    );
+    let read = get_function(failed.clone());
+    let ready = configuration(failed.clone());
+    let update = mock!(Client::update_function_code)
+        .match_requests(|r| r.image_uri() == Some(&format!("{REPO}@sha256:2222")))
+        .then_output({
+            let f = running(&format!("{REPO}@sha256:2222")).code("2222");
+            move || f.update_output()
+        });
+    let settled = configuration(running(&format!("{REPO}@sha256:2222")).code("2222"));
+    let deployer = deployer(&[&read, &ready, &update, &settled], "linux/amd64");
+    let outcome = deploy(&deployer, &wanted(), &Progress::discard("api"), &policy())
+        .await
+        .unwrap();
+    assert_eq!(update.num_calls(), 1);
+    assert_eq!(outcome.action, Action::Updated);
+}
+
+/// With an alias, what serves is the aliased version's image (its `CodeSha256` is the image
+/// digest), not the image in `$LATEST`.
+#[tokio::test]
+async fn the_alias_serves_its_version_not_latest() {
+    let read = get_function(running(&format!("{REPO}@sha256:2222")).code("2222"));
+    let alias = mock!(Client::get_alias).then_output(|| {
+        aws_sdk_lambda::operation::get_alias::GetAliasOutput::builder()
+            .name("live")
+            .function_version("3")
+            .build()
+    });
+    let version_3 = mock!(Client::get_function_configuration)
+        .match_requests(|r| r.qualifier() == Some("3"))
+        .then_output(|| {
+            running(&format!("{REPO}@sha256:1111"))
+                .code("1111")
+                .version("3")
+                .get_configuration()
+        });
+    let deployer = aliased(&[&read, &alias, &version_3]);
+    let live = deployer.read_live().await.unwrap();
+    let earlier = Artifact::Image(ImageArtifact {
+        repository_uri: REPO.into(),
+        tag: "oldtag".into(),
+        digest: Some("sha256:1111".into()),
+    });
+    assert!(deployer.serves(&live, &earlier));
+    assert!(!deployer.serves(&live, &wanted()));
+}
+
+/// A run that lost its deploy lock sends no `UpdateFunctionCode`.
+#[tokio::test(start_paused = true)]
+async fn a_fenced_run_sends_no_update() {
+    let old = running(&format!("{REPO}@sha256:1111"));
+    let read = get_function(old.clone());
+    let ready = configuration(old.clone());
+    let update = mock!(Client::update_function_code).then_output({
+        let f = old.clone().code("2222");
+        move || f.update_output()
+    });
+    let deployer = deployer(&[&read, &ready, &update], "linux/amd64");
+    let progress = Progress::discard("api").with_fence(std::sync::Arc::new(LockLost));
+    let error = deploy(&deployer, &wanted(), &progress, &policy())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, DeployError::Fenced { call, .. } if call == "UpdateFunctionCode"),
+        "{error:?}"
+    );
+    assert_eq!(update.num_calls(), 0);
+}

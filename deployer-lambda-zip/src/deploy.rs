@@ -1,13 +1,14 @@
 //! The [`LambdaZipDeployer`]: skip when the function's `CodeSha256` is the zip's, else upload
-//! (directly, or through S3 above the direct-upload limit), wait, publish, alias.
+//! (directly, or through S3 above the direct-upload limit), wait, publish, alias. The
+//! `Deployer` is `deployer_lambda::LambdaDeployer`; this module is its [`ZipPackage`].
 
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
+use deployer_aws::{Redactor, api_error};
 use deployer_core::manifest::LambdaZipTarget;
-use deployer_core::poll::PollPolicy;
 use deployer_core::progress::Phase;
-use deployer_core::{Applied, Artifact, DeployError, Deployer, LiveState, Progress, ZipArtifact};
-use deployer_lambda::{Code, Function, PackageKind, api_error, code_is_live};
+use deployer_core::{Artifact, DeployError, Progress, ZipArtifact};
+use deployer_lambda::{Code, Function, LambdaDeployer, Package, PackageKind};
 
 /// The largest zip sent inside the `UpdateFunctionCode` request: 52,363,264 bytes, 50 MiB less
 /// 64 KiB. Larger zips go through S3.
@@ -21,57 +22,56 @@ use deployer_lambda::{Code, Function, PackageKind, api_error, code_is_live};
 /// applies, while nearly all of the 50 MiB stays usable.
 pub const MAX_DIRECT_UPLOAD: u64 = 50 * 1024 * 1024 - 64 * 1024;
 
-/// Deploys deterministic zips to one Lambda zip function.
+/// Deploys deterministic zips to one Lambda zip function:
+/// `LambdaZipDeployer::new(client, target.lambda, ZipPackage::new(&target, s3, key_prefix))`.
+pub type LambdaZipDeployer = LambdaDeployer<ZipPackage>;
+
+/// The code of a zip function: the zip inline up to [`MAX_DIRECT_UPLOAD`], above it uploaded
+/// to the service's `s3_bucket`. A zip's bytes are not kept, so an earlier deploy is restored
+/// by pointing the alias back at the version it published (`publish = true` and `alias`).
 #[derive(Clone, Debug)]
-pub struct LambdaZipDeployer {
-    function: Function,
+pub struct ZipPackage {
     s3: Option<aws_sdk_s3::Client>,
     bucket: Option<String>,
     key_prefix: String,
 }
 
-impl LambdaZipDeployer {
-    /// The deployer for `target`. Zips above [`MAX_DIRECT_UPLOAD`] are uploaded with `s3` to
-    /// `target.s3_bucket` under `<key_prefix><tag>.zip`; without a bucket they are an error
-    /// naming the limit.
+impl ZipPackage {
+    /// Zips above [`MAX_DIRECT_UPLOAD`] are uploaded with `s3` to `target.s3_bucket` under
+    /// `<key_prefix><tag>.zip`; without a bucket they are an error naming the limit.
     pub fn new(
-        client: aws_sdk_lambda::Client,
-        target: LambdaZipTarget,
+        target: &LambdaZipTarget,
         s3: Option<aws_sdk_s3::Client>,
         key_prefix: String,
     ) -> Self {
-        LambdaZipDeployer {
-            function: Function::new(client, target.lambda, PackageKind::Zip),
+        ZipPackage {
             s3,
-            bucket: target.s3_bucket,
+            bucket: target.s3_bucket.clone(),
             key_prefix,
         }
     }
 
-    /// The policy for the waits made before the update (until a running update settled, and
-    /// retries of `ResourceConflictException`); the default is ten minutes. The wait after the
-    /// update uses the policy given to [`Deployer::wait`].
-    pub fn with_policy(mut self, policy: PollPolicy) -> Self {
-        self.function = self.function.with_policy(policy);
-        self
-    }
-
     /// The code to send: the zip itself, or its S3 location once uploaded.
-    async fn code(&self, zip: &ZipArtifact, progress: &Progress) -> Result<Code, DeployError> {
+    async fn upload(
+        &self,
+        function: &Function,
+        zip: &ZipArtifact,
+        progress: &Progress,
+    ) -> Result<Code, DeployError> {
         if zip.size <= MAX_DIRECT_UPLOAD {
             return Ok(Code::ZipFile(zip.bytes.clone()));
         }
         let Some(bucket) = &self.bucket else {
             return Err(DeployError::Mismatch(format!(
                 "the zip for {} is {} bytes, above the {MAX_DIRECT_UPLOAD} bytes (50 MiB less 64 KiB) Lambda accepts in an UpdateFunctionCode request; set `s3_bucket` on the service to upload it through S3",
-                self.function.target().function,
+                function.target().function,
                 zip.size
             )));
         };
         let Some(s3) = &self.s3 else {
             return Err(DeployError::Mismatch(format!(
                 "the zip for {} is above Lambda's direct-upload limit of {MAX_DIRECT_UPLOAD} bytes and `s3_bucket` is set, but this deployer was built without an S3 client",
-                self.function.target().function
+                function.target().function
             )));
         };
         let key = format!("{}{}.zip", self.key_prefix, zip.tag);
@@ -91,6 +91,7 @@ impl LambdaZipDeployer {
                     zip.size
                 ),
             );
+            progress.before_mutation("PutObject")?;
             s3.put_object()
                 .bucket(bucket)
                 .key(&key)
@@ -98,7 +99,7 @@ impl LambdaZipDeployer {
                 .body(ByteStream::from(zip.bytes.to_vec()))
                 .send()
                 .await
-                .map_err(|error| api_error("PutObject", &error))?;
+                .map_err(|error| api_error("PutObject", &error, &Redactor::default()))?;
         }
         Ok(Code::S3 {
             bucket: bucket.clone(),
@@ -108,68 +109,30 @@ impl LambdaZipDeployer {
 }
 
 #[async_trait]
-impl Deployer for LambdaZipDeployer {
-    fn target(&self) -> String {
-        self.function.describe()
-    }
+impl Package for ZipPackage {
+    const KIND: PackageKind = PackageKind::Zip;
 
-    async fn read_live(&self) -> Result<LiveState, DeployError> {
-        self.function.read_live().await
-    }
-
-    /// The function's `CodeSha256` is the zip's base64 SHA-256 (and, publishing, a published
-    /// version holds it too: see `deployer_lambda::Function::is_current`).
-    fn is_current(&self, live: &LiveState, wanted: &Artifact) -> bool {
-        self.function.is_current(live, wanted)
-    }
-
-    async fn apply(
+    /// The function's `CodeSha256` is the zip's base64 SHA-256.
+    fn identity(
         &self,
-        live: &LiveState,
+        target: &str,
+        wanted: &Artifact,
+    ) -> Result<(String, Option<String>), DeployError> {
+        let zip = wanted.expect_zip(target)?;
+        Ok((zip.sha256_b64.clone(), Some(zip.sha256_b64.clone())))
+    }
+
+    async fn code(
+        &self,
+        function: &Function,
         wanted: &Artifact,
         progress: &Progress,
-    ) -> Result<Applied, DeployError> {
-        let Artifact::Zip(zip) = wanted else {
-            return Err(DeployError::Mismatch(format!(
-                "{} deploys zips, not {wanted}",
-                self.function.describe()
-            )));
-        };
-        let code = if code_is_live(live, wanted) {
-            None
-        } else {
-            Some(self.code(zip, progress).await?)
-        };
-        self.function
-            .apply(
-                live,
-                code,
-                Some(&zip.sha256_b64),
-                zip.sha256_b64.clone(),
-                progress,
-            )
-            .await
+    ) -> Result<Code, DeployError> {
+        let zip = wanted.expect_zip(&function.describe())?;
+        self.upload(function, zip, progress).await
     }
 
-    async fn wait(
-        &self,
-        applied: &Applied,
-        policy: &PollPolicy,
-        progress: &Progress,
-    ) -> Result<Applied, DeployError> {
-        self.function.wait(applied, policy, progress).await
-    }
-
-    /// A zip's bytes are not kept: roll back by pointing the alias at the version the earlier
-    /// deploy published (`publish = true` and `alias` required).
-    async fn rollback(
-        &self,
-        live: &LiveState,
-        previous: &Applied,
-        progress: &Progress,
-    ) -> Result<Applied, DeployError> {
-        self.function
-            .restore(live, previous, &self.function.policy(), progress)
-            .await
+    fn restores_versions(&self) -> bool {
+        true
     }
 }

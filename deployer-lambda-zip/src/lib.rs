@@ -21,15 +21,21 @@
 //! # async fn demo(lambda: aws_sdk_lambda::Client, s3: aws_sdk_s3::Client,
 //! #     target: deployer_core::manifest::LambdaZipTarget) -> Result<(), Box<dyn std::error::Error>> {
 //! use deployer_core::{Artifact, Progress, deploy, poll::PollPolicy};
-//! use deployer_lambda_zip::{LambdaZipDeployer, package};
+//! use deployer_lambda_zip::{LambdaZipDeployer, ZipPackage, package};
 //!
 //! let zip = package("backend/src/lambdas/render".as_ref(), &["**/__pycache__".into()])?;
 //! println!("{} bytes, CodeSha256 {}", zip.size, zip.sha256_b64);
-//! let deployer = LambdaZipDeployer::new(lambda, target, Some(s3), "deployer/acme/render/".into());
+//! let upload = ZipPackage::new(&target, Some(s3), "deployer/acme/render/".into());
+//! let deployer = LambdaZipDeployer::new(lambda, target.lambda.clone(), upload);
 //! let outcome = deploy(&deployer, &Artifact::Zip(zip), &Progress::discard("render"), &PollPolicy::default()).await?;
 //! println!("{:?}", outcome.action);
 //! # Ok(()) }
 //! ```
+//!
+//! `examples/lambda-zip-roll.rs` is a complete program that packages a directory and deploys it to
+//! one function (the AWS configuration from the standard environment, progress on stderr, the
+//! outcome on stdout, a non-zero exit code on failure): `cargo run -p deployer-lambda-zip --example
+//! lambda-zip-roll -- --function F <source dir>`.
 #![warn(missing_docs)]
 
 #[cfg(feature = "deploy")]
@@ -37,7 +43,7 @@ mod deploy;
 mod package;
 
 #[cfg(feature = "deploy")]
-pub use deploy::{LambdaZipDeployer, MAX_DIRECT_UPLOAD};
+pub use deploy::{LambdaZipDeployer, MAX_DIRECT_UPLOAD, ZipPackage};
 pub use package::{COMPRESSION_LEVEL, ZipError, artifact, package};
 
 #[cfg(test)]

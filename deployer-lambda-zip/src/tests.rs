@@ -15,7 +15,7 @@ use deployer_core::{Action, Artifact, DeployError, Progress, ZipArtifact, deploy
 use deployer_lambda::ids;
 use deployer_lambda::testing::{Fixture, SECRET};
 
-use crate::{LambdaZipDeployer, MAX_DIRECT_UPLOAD, artifact};
+use crate::{LambdaZipDeployer, MAX_DIRECT_UPLOAD, ZipPackage, artifact};
 
 const OLD: &str = "b2xkLWNvZGU=";
 const PREFIX: &str = "deployer/acme/render/";
@@ -50,7 +50,12 @@ fn policy() -> PollPolicy {
 fn deployer(lambda: &[&Rule], s3: Option<&[&Rule]>, target: LambdaZipTarget) -> LambdaZipDeployer {
     let client: Lambda = mock_client!(aws_sdk_lambda, RuleMode::Sequential, lambda);
     let s3 = s3.map(|rules| -> S3 { mock_client!(aws_sdk_s3, RuleMode::Sequential, rules) });
-    LambdaZipDeployer::new(client, target, s3, PREFIX.into()).with_policy(policy())
+    LambdaZipDeployer::new(
+        client,
+        target.lambda.clone(),
+        ZipPackage::new(&target, s3, PREFIX.into()),
+    )
+    .with_policy(policy())
 }
 
 fn get_function(fixture: Fixture) -> Rule {
@@ -266,4 +271,161 @@ async fn code_sha256_other_than_the_zip_is_a_failure() {
         panic!("expected a failure, got {error:?}");
     };
     assert!(reason.contains(&zip.sha256_b64), "{reason}");
+}
+
+/// A fence that says no: the run lost its deploy lock.
+struct LockLost;
+
+impl deployer_core::Fence for LockLost {
+    fn check(&self) -> Result<(), String> {
+        Err("the deploy lock of render was taken over".into())
+    }
+}
+
+fn fenced() -> Progress {
+    Progress::discard("render").with_fence(std::sync::Arc::new(LockLost))
+}
+
+/// `$LATEST` already holds this zip but its last update `Failed`: the re-run sends the zip
+/// again (before, it sent nothing and the wait failed at once, so the same release could never
+/// repair the function).
+#[tokio::test(start_paused = true)]
+async fn a_failed_update_of_the_same_zip_is_sent_again() {
+    let zip = zip();
+    let failed = Fixture::zip("render", &zip.sha256_b64).failed(
+        "Lambda was unable to decrypt the environment variables because KMS access was denied.",
+        aws_sdk_lambda::types::LastUpdateStatusReasonCode::KmsKeyAccessDenied,
+    );
+    let read = get_function(failed.clone());
+    let ready = configuration(failed.clone());
+    let update = mock!(Lambda::update_function_code)
+        .match_requests({
+            let bytes = zip.bytes.clone();
+            move |r| r.zip_file().is_some_and(|z| z.as_ref() == &bytes[..])
+        })
+        .then_output({
+            let f = Fixture::zip("render", &zip.sha256_b64);
+            move || f.update_output()
+        });
+    let settled = configuration(Fixture::zip("render", &zip.sha256_b64));
+    let deployer = deployer(
+        &[&read, &ready, &update, &settled],
+        None,
+        target(None, None),
+    );
+    let outcome = run(&deployer, &zip).await.unwrap();
+    assert_eq!(update.num_calls(), 1);
+    assert_eq!(outcome.action, Action::Updated);
+    assert_eq!(outcome.ids[ids::CODE_SHA256], zip.sha256_b64);
+}
+
+/// After a rollback pointed the alias back at version 3, the alias serves the earlier zip
+/// while `$LATEST` keeps the newer one: `serves` says so, `is_current` does not.
+#[tokio::test(start_paused = true)]
+async fn after_a_rollback_the_alias_serves_the_earlier_zip() {
+    use deployer_core::{Applied, Deployer};
+
+    let new = zip();
+    let old = artifact(b"PK\x05\x06 the earlier zip".to_vec(), 1);
+    let alias_at = |version: &'static str| {
+        mock!(Lambda::get_alias).then_output(move || {
+            GetAliasOutput::builder()
+                .name("live")
+                .function_version(version)
+                .build()
+        })
+    };
+    let version = |number: &'static str, code: &str| {
+        let fixture = Fixture::zip("render", code).version(number);
+        mock!(Lambda::get_function_configuration)
+            .match_requests(move |r| r.qualifier() == Some(number))
+            .then_output(move || fixture.get_configuration())
+    };
+    let read = get_function(Fixture::zip("render", &new.sha256_b64));
+    let alias = alias_at("4");
+    let version_4 = version("4", &new.sha256_b64);
+    let point = mock!(Lambda::update_alias)
+        .match_requests(|r| r.name() == Some("live") && r.function_version() == Some("3"))
+        .then_output(|| {
+            aws_sdk_lambda::operation::update_alias::UpdateAliasOutput::builder()
+                .function_version("3")
+                .build()
+        });
+    let confirm = alias_at("3");
+    let reread = get_function(Fixture::zip("render", &new.sha256_b64));
+    let realias = alias_at("3");
+    let version_3 = version("3", &old.sha256_b64);
+    let deployer = deployer(
+        &[
+            &read, &alias, &version_4, &point, &confirm, &reread, &realias, &version_3,
+        ],
+        None,
+        target(None, Some("live")),
+    );
+    let (old, new) = (Artifact::Zip(old), Artifact::Zip(new));
+    let live = deployer.read_live().await.unwrap();
+    assert!(deployer.serves(&live, &new));
+    assert!(!deployer.serves(&live, &old));
+    let previous = Applied {
+        old_artifact: None,
+        new_artifact: old.deploy_id(),
+        ids: [(ids::VERSION.to_owned(), "3".to_owned())].into(),
+    };
+    let progress = Progress::discard("render");
+    let restored = deployer
+        .rollback(&live, &previous, &progress)
+        .await
+        .unwrap();
+    deployer
+        .wait(&restored, &policy(), &progress)
+        .await
+        .unwrap();
+    let live = deployer.read_live().await.unwrap();
+    assert!(deployer.serves(&live, &old), "the alias serves version 3");
+    assert!(!deployer.serves(&live, &new), "$LATEST is not what serves");
+    assert!(!deployer.is_current(&live, &old));
+    assert!(!deployer.is_current(&live, &new));
+}
+
+/// A run that lost its deploy lock stops before its first mutating call: no
+/// `UpdateFunctionCode` for a small zip, no `PutObject` for a large one.
+#[tokio::test(start_paused = true)]
+async fn a_fenced_run_sends_no_code_and_uploads_nothing() {
+    let small = zip();
+    let old = Fixture::zip("render", OLD);
+    let read = get_function(old.clone());
+    let ready = configuration(old.clone());
+    let update = mock!(Lambda::update_function_code).then_output({
+        let f = old.clone().code(&small.sha256_b64);
+        move || f.update_output()
+    });
+    let direct = deployer(&[&read, &ready, &update], None, target(None, None));
+    let error = deploy(&direct, &Artifact::Zip(small), &fenced(), &policy())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, DeployError::Fenced { call, .. } if call == "UpdateFunctionCode"),
+        "{error:?}"
+    );
+    assert_eq!(update.num_calls(), 0);
+
+    let big = big_zip();
+    let head = mock!(S3::head_object).then_error(|| {
+        HeadObjectError::NotFound(aws_sdk_s3::types::error::NotFound::builder().build())
+    });
+    let put = mock!(S3::put_object).then_output(|| PutObjectOutput::builder().build());
+    let read = get_function(old.clone());
+    let through_s3 = deployer(
+        &[&read],
+        Some(&[&head, &put]),
+        target(Some("artifacts"), None),
+    );
+    let error = deploy(&through_s3, &Artifact::Zip(big), &fenced(), &policy())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, DeployError::Fenced { call, .. } if call == "PutObject"),
+        "{error:?}"
+    );
+    assert_eq!(put.num_calls(), 0);
 }

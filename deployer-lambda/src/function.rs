@@ -14,11 +14,11 @@ use aws_sdk_lambda::types::{
     LastUpdateStatusReasonCode, PackageType, State,
 };
 use deployer_core::manifest::{LambdaTarget, Platform};
-use deployer_core::poll::{Poll, PollError, PollPolicy, poll_until, retry};
+use deployer_core::poll::{Poll, PollPolicy, StateLog, poll_until, retry};
 use deployer_core::progress::{Phase, Progress};
-use deployer_core::{Applied, Artifact, DeployError, LiveState};
+use deployer_core::{Applied, Artifact, DeployError, LiveState, Presence, one_line};
 
-use crate::error::{api_error, is_conflict, is_not_found, is_transient, one_line};
+use crate::error::{api_error, is_conflict, is_not_found};
 use crate::ids;
 
 /// How a function's code is packaged (Lambda's `PackageType`).
@@ -408,13 +408,56 @@ impl Function {
             .await;
         match result {
             Ok(output) => Ok(Ok(Snapshot::from(&output))),
-            Err(error) if is_transient(&error) => {
+            Err(error) if deployer_aws::classify(&error).is_retryable() => {
                 let error = api_error("GetFunctionConfiguration", &error);
                 Ok(Err(format!("{error} (retrying)")))
             }
             Err(error) if is_not_found(&error) && qualifier.is_none() => Err(self.not_found()),
             Err(error) => Err(api_error("GetFunctionConfiguration", &error)),
         }
+    }
+
+    /// Why the last update of `$LATEST` failed, in Lambda's words: `LastUpdateStatusReasonCode:
+    /// LastUpdateStatusReason` of a failed update, `StateReasonCode: StateReason` of a failed
+    /// function (the [`Deployer::diagnose`](deployer_core::Deployer::diagnose) of Lambda
+    /// services). A failed read is "unavailable".
+    pub async fn diagnosis(&self) -> deployer_core::Diagnosis {
+        let mut diagnosis = deployer_core::Diagnosis::default();
+        let result = self
+            .client
+            .get_function_configuration()
+            .function_name(self.name())
+            .send()
+            .await;
+        let config = match result {
+            Ok(output) => output,
+            Err(error) => {
+                diagnosis
+                    .unavailable
+                    .push(api_error("GetFunctionConfiguration", &error).to_string());
+                return diagnosis;
+            }
+        };
+        let reason = |code: Option<&str>, text: Option<&str>| {
+            let text = one_line(text.unwrap_or("no reason given"));
+            match code {
+                Some(code) => format!("{code}: {text}"),
+                None => text,
+            }
+        };
+        if config.last_update_status() == Some(&LastUpdateStatus::Failed) {
+            diagnosis.reasons.push(reason(
+                config.last_update_status_reason_code().map(|c| c.as_str()),
+                config.last_update_status_reason(),
+            ));
+        }
+        if config.state() == Some(&State::Failed) {
+            diagnosis.reasons.push(reason(
+                config.state_reason_code().map(|c| c.as_str()),
+                config.state_reason(),
+            ));
+        }
+        diagnosis
     }
 
     /// Refuses a function of the other package type or (image functions) architecture.
@@ -477,10 +520,11 @@ impl Function {
     /// update), the code update is skipped and only publish and alias are done.
     ///
     /// A code update still `InProgress` (a run stopped while it waited) or `Failed` is not
-    /// current even when `$LATEST` already names the wanted code: [`Function::apply`] then sends
-    /// nothing and [`Function::wait`] waits for that update and reports how it ended.
+    /// current even when `$LATEST` already names the wanted code. In progress, the deployers
+    /// send nothing ([`code_is_live`]) and [`Function::wait`] waits for that update and reports
+    /// how it ended; failed, they send the code again.
     pub fn is_current(&self, live: &LiveState, wanted: &Artifact) -> bool {
-        code_is(live, wanted) && update_settled(live) && self.versions_current(live)
+        live.runs(wanted) && update_settled(live) && self.versions_current(live)
     }
 
     fn versions_current(&self, live: &LiveState) -> bool {
@@ -505,12 +549,56 @@ impl Function {
         }
     }
 
+    /// Whether traffic reaches `artifact` in `live`: what a record of `artifact` may claim.
+    ///
+    /// Without an alias in the manifest this is [`Function::is_current`]. With one, callers
+    /// invoke the alias, so what serves is the published version it points at, not `$LATEST`
+    /// (after [`Function::restore`] pointed the alias back at an earlier version, `$LATEST`
+    /// keeps the newer code): `artifact` is served when the alias exists, routes to that one
+    /// version alone (no additional weighted version), and that version's code
+    /// ([`ids::VERSION_CODE_SHA256`]) is `artifact`'s. A zip is compared by its `CodeSha256`; an
+    /// image by the live image URI when the version holds the code of `$LATEST`, else by its
+    /// digest (Lambda's `CodeSha256` of an image function is the manifest digest's hex). An
+    /// alias on `$LATEST` serves `$LATEST` once its last update succeeded.
+    pub fn serves(&self, live: &LiveState, artifact: &Artifact) -> bool {
+        if self.target.alias.is_none() {
+            return self.is_current(live, artifact);
+        }
+        if !live.ids.contains_key(ids::ALIAS) || live.ids.contains_key(ids::ALIAS_ROUTING) {
+            return false;
+        }
+        let (Some(version), Some(version_code)) = (
+            live.ids.get(ids::VERSION),
+            live.ids.get(ids::VERSION_CODE_SHA256),
+        ) else {
+            return false;
+        };
+        if version == LATEST {
+            return live.runs(artifact) && update_settled(live);
+        }
+        if live.ids.get(ids::CODE_SHA256) == Some(version_code) && live.runs(artifact) {
+            return true;
+        }
+        match artifact {
+            Artifact::Zip(zip) => zip.sha256_b64 == *version_code,
+            Artifact::Image(image) => image
+                .digest
+                .as_deref()
+                .and_then(|digest| digest.strip_prefix("sha256:"))
+                .is_some_and(|hex| hex == version_code),
+            // A function never runs a config set.
+            Artifact::Config(_) => false,
+        }
+    }
+
     // ---------------------------------------------------------------- apply
 
     /// Waits until the function can be updated, then sends `UpdateFunctionCode` with `code`,
-    /// retrying while Lambda answers `ResourceConflictException`. `code` is `None` when
-    /// `$LATEST` already holds the new code (only the version or alias lags): nothing is sent
-    /// then, and [`Function::wait`] only publishes and moves the alias.
+    /// retrying while Lambda answers `ResourceConflictException`; every attempt first passes
+    /// [`Progress::before_mutation`] (a refusal is returned as [`DeployError::Fenced`]).
+    /// `code` is `None` when `$LATEST` already holds the new code ([`code_is_live`]: only the
+    /// version or alias lags, or an update is in progress): nothing is sent then, and
+    /// [`Function::wait`] waits for the update, publishes and moves the alias.
     ///
     /// `expected_code_sha256` (zip functions) is checked against the `CodeSha256` Lambda
     /// reports for the new code. `new_artifact` is recorded as the artifact rolled to.
@@ -577,12 +665,12 @@ impl Function {
     /// `Inactive` functions too (the update activates them).
     async fn wait_ready(&self, progress: &Progress) -> Result<Snapshot, DeployError> {
         let what = format!("{} to be ready for an update", self.describe());
-        let seen = LastSeen::default();
+        let seen = StateLog::new(1);
         poll_until(&what, &self.policy, || async {
             let config = match self.poll_configuration(None).await? {
                 Ok(config) => config,
                 Err(line) => {
-                    seen.report(progress, Phase::Apply, &line);
+                    report_once(&seen, progress, Phase::Apply, &line);
                     return Ok(Poll::Pending(line));
                 }
             };
@@ -593,7 +681,7 @@ impl Function {
                 Some(LastUpdateStatus::InProgress)
             ) || matches!(config.state.as_ref(), Some(State::Pending));
             if busy {
-                seen.report(progress, Phase::Apply, &state);
+                report_once(&seen, progress, Phase::Apply, &state);
                 return Ok(Poll::Pending(state));
             }
             if matches!(config.state.as_ref(), Some(State::Deleting)) {
@@ -605,7 +693,7 @@ impl Function {
             Ok(Poll::Ready(config))
         })
         .await
-        .map_err(from_poll)
+        .map_err(|error| error.into_deploy_error(Vec::new()))
     }
 
     /// Sends `UpdateFunctionCode`, retrying on `ResourceConflictException`. Returns the
@@ -617,7 +705,7 @@ impl Function {
     ) -> Result<Option<String>, DeployError> {
         progress.emit(Phase::Apply, format!("updating {}: {code}", self.name()));
         let attempts = AtomicUsize::new(0);
-        let output = retry(&self.policy, is_conflict, || {
+        let output = fenced_retry(&self.policy, progress, UPDATE_CODE, is_conflict, || {
             if attempts.fetch_add(1, Ordering::Relaxed) > 0 {
                 progress.emit(
                     Phase::Apply,
@@ -636,12 +724,14 @@ impl Function {
             request.send()
         })
         .await
-        .map_err(|error| {
-            if is_not_found(&error) {
-                self.not_found()
-            } else {
-                api_error("UpdateFunctionCode", &error)
-            }
+        .map_err(|attempt| {
+            attempt.into_error(|error| {
+                if is_not_found(&error) {
+                    self.not_found()
+                } else {
+                    api_error(UPDATE_CODE, &error)
+                }
+            })
         })?;
         Ok(output.code_sha256().map(str::to_owned))
     }
@@ -742,6 +832,32 @@ impl Function {
         })
     }
 
+    /// Whether [`Function::restore`] could point the alias at `previous`'s recorded version:
+    /// `GetFunctionConfiguration` of that version, gone when Lambda no longer has it (it was
+    /// deleted). Read-only. A record without a version is left to `restore` to refuse.
+    pub async fn restorable(&self, previous: &Applied) -> Result<Presence, DeployError> {
+        let Some(version) = previous.ids.get(ids::VERSION) else {
+            return Ok(Presence::Present);
+        };
+        match self
+            .client
+            .get_function_configuration()
+            .function_name(self.name())
+            .qualifier(version)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Presence::Present),
+            Err(error) if is_not_found(&error) => Ok(Presence::Gone {
+                why: format!(
+                    "version {version} of {} no longer exists (it was deleted)",
+                    self.name()
+                ),
+            }),
+            Err(error) => Err(api_error("GetFunctionConfiguration", &error)),
+        }
+    }
+
     /// After [`Function::restore`]: the alias must point at the restored version.
     async fn confirm_restored(
         &self,
@@ -779,12 +895,12 @@ impl Function {
         progress: &Progress,
     ) -> Result<Snapshot, DeployError> {
         let what = format!("the code update of {}", self.describe());
-        let seen = LastSeen::default();
+        let seen = StateLog::new(1);
         poll_until(&what, policy, || async {
             let config = match self.poll_configuration(None).await? {
                 Ok(config) => config,
                 Err(line) => {
-                    seen.report(progress, Phase::Wait, &line);
+                    report_once(&seen, progress, Phase::Wait, &line);
                     return Ok(Poll::Pending(line));
                 }
             };
@@ -802,7 +918,7 @@ impl Function {
                 }
                 Some(LastUpdateStatus::Successful) | None => {}
                 Some(_) => {
-                    seen.report(progress, Phase::Wait, &state);
+                    report_once(&seen, progress, Phase::Wait, &state);
                     return Ok(Poll::Pending(state));
                 }
             }
@@ -816,14 +932,14 @@ impl Function {
                     events: Vec::new(),
                 }),
                 Some(State::Pending) => {
-                    seen.report(progress, Phase::Wait, &state);
+                    report_once(&seen, progress, Phase::Wait, &state);
                     Ok(Poll::Pending(state))
                 }
                 _ => Ok(Poll::Ready(config)),
             }
         })
         .await
-        .map_err(from_poll)
+        .map_err(|error| error.into_deploy_error(Vec::new()))
     }
 
     /// `PublishVersion` of the settled code, retrying on conflicts. Returns the version.
@@ -838,7 +954,7 @@ impl Function {
             Phase::Apply,
             format!("publishing a version of {}", self.name()),
         );
-        let output = retry(policy, is_conflict, || {
+        let output = fenced_retry(policy, progress, PUBLISH, is_conflict, || {
             self.client
                 .publish_version()
                 .function_name(self.name())
@@ -847,7 +963,7 @@ impl Function {
                 .send()
         })
         .await
-        .map_err(|error| api_error("PublishVersion", &error))?;
+        .map_err(|attempt| attempt.into_error(|error| api_error(PUBLISH, &error)))?;
         let version = output.version().ok_or(DeployError::MissingField {
             operation: "PublishVersion",
             field: "Version",
@@ -863,12 +979,12 @@ impl Function {
         progress: &Progress,
     ) -> Result<(), DeployError> {
         let what = format!("version {version} of {}", self.describe());
-        let seen = LastSeen::default();
+        let seen = StateLog::new(1);
         poll_until(&what, policy, || async {
             let config = match self.poll_configuration(Some(version)).await? {
                 Ok(config) => config,
                 Err(line) => {
-                    seen.report(progress, Phase::Wait, &line);
+                    report_once(&seen, progress, Phase::Wait, &line);
                     return Ok(Poll::Pending(line));
                 }
             };
@@ -883,14 +999,14 @@ impl Function {
                 }),
                 Some(State::Pending) => {
                     let state = describe_state(&config);
-                    seen.report(progress, Phase::Wait, &state);
+                    report_once(&seen, progress, Phase::Wait, &state);
                     Ok(Poll::Pending(state))
                 }
                 _ => Ok(Poll::Ready(())),
             }
         })
         .await
-        .map_err(from_poll)
+        .map_err(|error| error.into_deploy_error(Vec::new()))
     }
 
     /// Points `alias` at `version` with no weighted second version: `UpdateAlias`, or
@@ -915,7 +1031,7 @@ impl Function {
                 .build()
         };
         let update = || {
-            retry(policy, is_conflict, || {
+            fenced_retry(policy, progress, UPDATE_ALIAS, is_conflict, || {
                 self.client
                     .update_alias()
                     .function_name(self.name())
@@ -927,9 +1043,10 @@ impl Function {
         };
         match update().await {
             Ok(_) => return Ok(()),
-            Err(error) if !is_not_found(&error) => return Err(api_error("UpdateAlias", &error)),
-            Err(_) => {}
+            Err(Attempt::Failed(error)) if is_not_found(&error) => {}
+            Err(attempt) => return Err(attempt.into_error(|e| api_error(UPDATE_ALIAS, &e))),
         }
+        progress.before_mutation(CREATE_ALIAS)?;
         match self
             .client
             .create_alias()
@@ -944,25 +1061,69 @@ impl Function {
             Err(error) if is_conflict(&error) => update()
                 .await
                 .map(|_| ())
-                .map_err(|error| api_error("UpdateAlias", &error)),
-            Err(error) => Err(api_error("CreateAlias", &error)),
+                .map_err(|attempt| attempt.into_error(|e| api_error(UPDATE_ALIAS, &e))),
+            Err(error) => Err(api_error(CREATE_ALIAS, &error)),
         }
     }
 }
 
 const LATEST: &str = "$LATEST";
 
+/// The mutating calls, as [`Progress::before_mutation`] and errors name them.
+const UPDATE_CODE: &str = "UpdateFunctionCode";
+const PUBLISH: &str = "PublishVersion";
+const UPDATE_ALIAS: &str = "UpdateAlias";
+const CREATE_ALIAS: &str = "CreateAlias";
+
+/// One attempt of a mutating call that did not succeed.
+enum Attempt<E> {
+    /// The fence refused: the call was not made.
+    Fenced(DeployError),
+    /// The call was made and failed.
+    Failed(E),
+}
+
+impl<E> Attempt<E> {
+    /// The refusal as it is, or the failure turned into a [`DeployError`] by `failed`.
+    fn into_error(self, failed: impl FnOnce(E) -> DeployError) -> DeployError {
+        match self {
+            Attempt::Fenced(error) => error,
+            Attempt::Failed(error) => failed(error),
+        }
+    }
+}
+
+/// [`retry`] of the mutating call `call`: every attempt first passes
+/// [`Progress::before_mutation`], so a run that lost its deploy lock while it retried a
+/// conflict stops before its next attempt. Only failures `retryable` accepts are retried.
+async fn fenced_retry<T, E, F, Fut>(
+    policy: &PollPolicy,
+    progress: &Progress,
+    call: &str,
+    retryable: impl Fn(&E) -> bool,
+    mut op: F,
+) -> Result<T, Attempt<E>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let retryable = |attempt: &Attempt<E>| matches!(attempt, Attempt::Failed(e) if retryable(e));
+    retry(policy, retryable, || {
+        let passed = progress.before_mutation(call);
+        // Building the request sends nothing: it is sent when awaited, after the check.
+        let request = op();
+        async move {
+            passed.map_err(Attempt::Fenced)?;
+            request.await.map_err(Attempt::Failed)
+        }
+    })
+    .await
+}
+
 struct VersionCode {
     version: String,
     code_sha256: String,
     routing: Option<String>,
-}
-
-/// Whether the live artifact is `wanted`.
-fn code_is(live: &LiveState, wanted: &Artifact) -> bool {
-    live.artifact
-        .as_deref()
-        .is_some_and(|artifact| wanted.matches_live(artifact))
 }
 
 /// Whether the last code update of `$LATEST` succeeded (or Lambda reports no status).
@@ -972,9 +1133,19 @@ fn update_settled(live: &LiveState) -> bool {
         .is_none_or(|status| status == LastUpdateStatus::Successful.as_str())
 }
 
-/// Whether `$LATEST` already holds `wanted`'s code, so `UpdateFunctionCode` can be skipped.
+/// Whether the last code update of `$LATEST` failed (`LastUpdateStatus: Failed`).
+fn update_failed(live: &LiveState) -> bool {
+    live.ids
+        .get(ids::LAST_UPDATE_STATUS)
+        .is_some_and(|status| status == LastUpdateStatus::Failed.as_str())
+}
+
+/// Whether `$LATEST` already holds `wanted`'s code, so `UpdateFunctionCode` can be skipped:
+/// it names that code and its last update did not fail. A failed update of the wanted code
+/// is sent again (it is how a function is repaired once the cause, e.g. a KMS key, is fixed);
+/// one still `InProgress` is not (the wait adopts it).
 pub fn code_is_live(live: &LiveState, wanted: &Artifact) -> bool {
-    code_is(live, wanted)
+    live.runs(wanted) && !update_failed(live)
 }
 
 /// The fields of a function configuration the deployer reads. `GetFunction` and
@@ -1059,33 +1230,9 @@ fn update_failure(config: &Snapshot) -> String {
     }
 }
 
-fn from_poll(error: PollError<DeployError>) -> DeployError {
-    match error {
-        PollError::Failed(error) => error,
-        PollError::Timeout {
-            what,
-            after,
-            last_state,
-        } => DeployError::Timeout {
-            what,
-            after,
-            last_state,
-            events: Vec::new(),
-        },
-    }
-}
-
-/// Reports a polled state once each time it changes.
-#[derive(Default)]
-struct LastSeen(std::sync::Mutex<String>);
-
-impl LastSeen {
-    fn report(&self, progress: &Progress, phase: Phase, state: &str) {
-        if let Ok(mut last) = self.0.lock()
-            && *last != state
-        {
-            state.clone_into(&mut last);
-            progress.detail(phase, state.to_owned());
-        }
+/// Reports a polled state as a detail, once each time it changes.
+fn report_once(seen: &StateLog, progress: &Progress, phase: Phase, state: &str) {
+    if seen.note(state) {
+        progress.detail(phase, state.to_owned());
     }
 }

@@ -10,17 +10,28 @@
 //!    configuration, or `ListVersionsByFunction` when publishing without an alias). A function
 //!    of the other package type, or (image functions) on another architecture, is a
 //!    `DeployError::Mismatch` before anything is sent.
-//! 2. [`Function::is_current`]: the code of `$LATEST` is the wanted one and, with `publish`,
-//!    a published version (the alias's, when there is one) holds that same code.
+//! 2. [`Function::is_current`]: the code of `$LATEST` is the wanted one, its last update
+//!    succeeded and, with `publish`, a published version (the alias's, when there is one)
+//!    holds that same code. [`Function::serves`]: what a record may claim — with an alias, the
+//!    code of the version the alias points at, which a rollback moves without `$LATEST`.
 //! 3. [`Function::apply`]: poll until `LastUpdateStatus` is not `InProgress` and `State` is not
 //!    `Pending`, then `UpdateFunctionCode`, retried while Lambda answers
-//!    `ResourceConflictException`.
+//!    `ResourceConflictException`. It is skipped only when [`code_is_live`]: `$LATEST` names
+//!    the wanted code and its last update did not fail (a failed one is sent again).
 //! 4. [`Function::wait`]: poll until `LastUpdateStatus` is `Successful` (`Failed` is an error
 //!    at once, carrying `LastUpdateStatusReason`), then `PublishVersion`, wait for the version
 //!    to leave `Pending`, and `UpdateAlias` (or `CreateAlias`).
 //!
+//! Every mutating call (`UpdateFunctionCode`, `PublishVersion`, `UpdateAlias`, `CreateAlias`,
+//! each retry included) is preceded by `Progress::before_mutation`: a run that lost its deploy
+//! lock gets `DeployError::Fenced` back and the call is not made.
+//!
 //! Environment variables of a function are secrets: no summary, progress message or error
-//! built here contains them (they are never even copied out of the SDK's responses).
+//! built here contains them (they are never even copied out of the SDK's responses). SDK
+//! errors are classified and shown in one line by `deployer_aws`.
+//!
+//! [`LambdaDeployer`] is the one `deployer_core::Deployer` over a [`Function`]: the two
+//! deployer crates give it their [`Package`] (how the wanted artifact becomes [`Code`]).
 //!
 //! # Using it alone
 //!
@@ -37,16 +48,22 @@
 //!     let code = Code::ImageUri(wanted.deploy_id());
 //!     let applied = function.apply(&live, Some(code), None, wanted.deploy_id(), &progress).await?;
 //!     let applied = function.wait(&applied, &Function::default_policy(), &progress).await?;
-//!     println!("version {:?}", applied.ids.get("version"));
+//!     println!("version {:?}", applied.ids.get(deployer_lambda::ids::VERSION));
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! `examples/lambda-function.rs` is a complete program that reads an image function and, given an
+//! image, points it there step by step (the AWS configuration from the standard environment,
+//! progress on stderr, the outcome on stdout, a non-zero exit code on failure): `cargo run -p
+//! deployer-lambda --example lambda-function -- --function F [<image@digest>]`.
 #![warn(missing_docs)]
 
+mod deployer;
 mod error;
 mod function;
 
-pub use error::{LambdaErrorKind, api_error, is_conflict, is_not_found};
+pub use deployer::{LambdaDeployer, Package};
 pub use function::{Code, Function, PackageKind, architecture_for, code_is_live};
 
 /// The keys of `LiveState::ids` and `Applied::ids` for Lambda functions.

@@ -21,7 +21,7 @@ use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use deployer_core::manifest::LambdaTarget;
 use deployer_core::poll::PollPolicy;
 use deployer_core::progress::{Collect, Progress};
-use deployer_core::{Applied, Artifact, DeployError, LiveState, ZipArtifact};
+use deployer_core::{Applied, Artifact, DeployError, LiveState, Presence, ZipArtifact};
 use tokio::time::Instant;
 
 use crate::testing::{Fixture, SECRET};
@@ -359,9 +359,8 @@ async fn lagging_alias_is_repaired_without_a_code_update() {
             let f = new.clone().version("5");
             move || f.get_configuration()
         });
-    let missing = mock!(Client::update_alias).then_error(|| {
-        UpdateAliasError::ResourceNotFoundException(ResourceNotFoundException::builder().build())
-    });
+    let missing = mock!(Client::update_alias)
+        .then_error(|| UpdateAliasError::ResourceNotFoundException(not_found(None)));
     let create = mock!(Client::create_alias)
         .match_requests(|r| r.name() == Some("live") && r.function_version() == Some("5"))
         .then_output(|| CreateAliasOutput::builder().function_version("5").build());
@@ -587,13 +586,24 @@ async fn newest_published_version_is_read_across_pages() {
     assert!(function.is_current(&live, &wanted(NEW)));
 }
 
+/// A `ResourceNotFoundException` as the SDK reads it from Lambda's answer: with its code.
+fn not_found(message: Option<&str>) -> ResourceNotFoundException {
+    let mut meta = ErrorMetadata::builder().code("ResourceNotFoundException");
+    if let Some(message) = message {
+        meta = meta.message(message);
+    }
+    ResourceNotFoundException::builder()
+        .set_message(message.map(str::to_owned))
+        .meta(meta.build())
+        .build()
+}
+
 #[tokio::test]
 async fn missing_alias_is_not_an_error() {
     let read =
         mock!(Client::get_function).then_output(|| Fixture::zip("render", NEW).get_function());
-    let alias = mock!(Client::get_alias).then_error(|| {
-        GetAliasError::ResourceNotFoundException(ResourceNotFoundException::builder().build())
-    });
+    let alias = mock!(Client::get_alias)
+        .then_error(|| GetAliasError::ResourceNotFoundException(not_found(None)));
     let function = function(&[&read, &alias], target(true, Some("live")));
     let live = function.read_live().await.unwrap();
     assert!(!live.ids.contains_key(ids::VERSION));
@@ -607,13 +617,9 @@ async fn missing_alias_is_not_an_error() {
 #[tokio::test]
 async fn missing_function_is_not_found() {
     let read = mock!(Client::get_function).then_error(|| {
-        GetFunctionError::ResourceNotFoundException(
-            ResourceNotFoundException::builder()
-                .message(
-                    "Function not found: arn:aws:lambda:us-east-1:123456789012:function:render",
-                )
-                .build(),
-        )
+        GetFunctionError::ResourceNotFoundException(not_found(Some(
+            "Function not found: arn:aws:lambda:us-east-1:123456789012:function:render",
+        )))
     });
     let function = function(&[&read], target(false, None));
     let error = function.read_live().await.unwrap_err();
@@ -696,5 +702,304 @@ async fn live_state_never_carries_environment_values() {
     assert_eq!(
         Fixture::zip("render", NEW).configuration().package_type(),
         Some(&PackageType::Zip)
+    );
+}
+
+/// A fence that lets the first `allowed` mutating calls through and refuses every later one,
+/// as a run does once it lost its deploy lock.
+struct LockLost {
+    allowed: usize,
+    asked: std::sync::atomic::AtomicUsize,
+}
+
+impl LockLost {
+    fn after(allowed: usize) -> Arc<Self> {
+        Arc::new(LockLost {
+            allowed,
+            asked: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+}
+
+impl deployer_core::Fence for LockLost {
+    fn check(&self) -> Result<(), String> {
+        let asked = self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if asked < self.allowed {
+            Ok(())
+        } else {
+            Err("the deploy lock of render was taken over".into())
+        }
+    }
+}
+
+/// `$LATEST` names the wanted code but its last update `Failed` (e.g. the KMS key was not
+/// usable): the code is not live, so both deployers send it again — the only way a re-run of
+/// the same release repairs the function once the cause is fixed.
+#[test]
+fn code_of_a_failed_update_is_not_live() {
+    for (status, live_code) in [
+        ("Successful", true),
+        ("InProgress", true),
+        ("Failed", false),
+    ] {
+        assert_eq!(
+            crate::code_is_live(
+                &live(NEW, &[(ids::LAST_UPDATE_STATUS, status)]),
+                &wanted(NEW)
+            ),
+            live_code,
+            "LastUpdateStatus {status}"
+        );
+    }
+    assert!(crate::code_is_live(&live(NEW, &[]), &wanted(NEW)));
+    assert!(!crate::code_is_live(&live(OLD, &[]), &wanted(NEW)));
+}
+
+/// With an alias, what serves traffic is the version the alias points at, not `$LATEST`: after
+/// a rollback pointed the alias back at version 3, the older code is served although `$LATEST`
+/// keeps the newer one.
+#[test]
+fn serves_follows_the_alias_not_latest() {
+    let client: Client = mock_client!(aws_sdk_lambda, RuleMode::Sequential, &[]);
+    let aliased = Function::new(client.clone(), target(true, Some("live")), PackageKind::Zip);
+    let plain = Function::new(client.clone(), target(false, None), PackageKind::Zip);
+    let published = Function::new(client.clone(), target(true, None), PackageKind::Zip);
+    let rolled_back = live(
+        NEW,
+        &[
+            (ids::ALIAS, "live"),
+            (ids::VERSION, "3"),
+            (ids::VERSION_CODE_SHA256, OLD),
+        ],
+    );
+    assert!(aliased.serves(&rolled_back, &wanted(OLD)));
+    assert!(!aliased.serves(&rolled_back, &wanted(NEW)));
+    assert!(!aliased.is_current(&rolled_back, &wanted(OLD)));
+    // The alias's version serves even while an update of `$LATEST` failed.
+    let mut failed_latest = rolled_back.clone();
+    failed_latest
+        .ids
+        .insert(ids::LAST_UPDATE_STATUS.into(), "Failed".into());
+    assert!(aliased.serves(&failed_latest, &wanted(OLD)));
+    // A deploy that completed: alias and `$LATEST` agree.
+    let deployed = live(
+        NEW,
+        &[
+            (ids::ALIAS, "live"),
+            (ids::VERSION, "4"),
+            (ids::VERSION_CODE_SHA256, NEW),
+        ],
+    );
+    assert!(aliased.serves(&deployed, &wanted(NEW)));
+    assert!(!aliased.serves(&deployed, &wanted(OLD)));
+    // No alias yet, or weighted between two versions: no single artifact is served.
+    assert!(!aliased.serves(&live(NEW, &[]), &wanted(NEW)));
+    let mut weighted = deployed.clone();
+    weighted
+        .ids
+        .insert(ids::ALIAS_ROUTING.into(), "3=0.5".into());
+    assert!(!aliased.serves(&weighted, &wanted(NEW)));
+    // An alias on `$LATEST` serves `$LATEST`, once its update succeeded.
+    let on_latest = |status: &str| {
+        live(
+            NEW,
+            &[
+                (ids::ALIAS, "live"),
+                (ids::VERSION, "$LATEST"),
+                (ids::VERSION_CODE_SHA256, NEW),
+                (ids::LAST_UPDATE_STATUS, status),
+            ],
+        )
+    };
+    assert!(aliased.serves(&on_latest("Successful"), &wanted(NEW)));
+    assert!(!aliased.serves(&on_latest("Failed"), &wanted(NEW)));
+    // Without an alias, the same as is_current.
+    assert!(plain.serves(&live(NEW, &[]), &wanted(NEW)));
+    assert!(!plain.serves(&rolled_back, &wanted(OLD)));
+    assert!(!plain.serves(
+        &live(NEW, &[(ids::LAST_UPDATE_STATUS, "Failed")]),
+        &wanted(NEW)
+    ));
+    let newest = live(NEW, &[(ids::VERSION, "2"), (ids::VERSION_CODE_SHA256, OLD)]);
+    assert_eq!(
+        published.serves(&newest, &wanted(NEW)),
+        published.is_current(&newest, &wanted(NEW))
+    );
+}
+
+/// Image functions: a published version's `CodeSha256` is the image's manifest digest (hex), so
+/// the image an alias serves is known even when `$LATEST` runs another one.
+#[test]
+fn serves_compares_an_image_by_digest_with_the_aliased_version() {
+    let client: Client = mock_client!(aws_sdk_lambda, RuleMode::Sequential, &[]);
+    let aliased = Function::new(client, target(true, Some("live")), PackageKind::Image);
+    let image = |digest: &str| {
+        Artifact::Image(deployer_core::ImageArtifact {
+            repository_uri: "1.dkr.ecr.us-east-1.amazonaws.com/api".into(),
+            tag: "t".into(),
+            digest: Some(format!("sha256:{digest}")),
+        })
+    };
+    let mut rolled_back = live(
+        "1.dkr.ecr.us-east-1.amazonaws.com/api@sha256:2222",
+        &[
+            (ids::ALIAS, "live"),
+            (ids::VERSION, "3"),
+            (ids::VERSION_CODE_SHA256, "1111"),
+        ],
+    );
+    rolled_back
+        .ids
+        .insert(ids::CODE_SHA256.into(), "2222".into());
+    assert!(aliased.serves(&rolled_back, &image("1111")));
+    assert!(!aliased.serves(&rolled_back, &image("2222")));
+}
+
+/// A run that lost its lock after its code update stops before `PublishVersion`: no version is
+/// published, no alias moved.
+#[tokio::test(start_paused = true)]
+async fn a_fenced_run_publishes_nothing() {
+    let old = Fixture::zip("render", OLD);
+    let ready = configuration(old.clone());
+    let update = mock!(Client::update_function_code).then_output({
+        let f = old.clone().code(NEW);
+        move || f.update_output()
+    });
+    let settled = configuration(old.clone().code(NEW));
+    let publish = mock!(Client::publish_version)
+        .then_output(|| PublishVersionOutput::builder().version("4").build());
+    let point = mock!(Client::update_alias)
+        .then_output(|| UpdateAliasOutput::builder().function_version("4").build());
+    let function = function(
+        &[&ready, &update, &settled, &publish, &point],
+        target(true, Some("live")),
+    );
+    let fence = LockLost::after(1);
+    let progress = Progress::discard("render").with_fence(fence.clone());
+    let applied = function
+        .apply(
+            &live(OLD, &[]),
+            Some(Code::ZipFile(Arc::from(&b"code"[..]))),
+            Some(NEW),
+            NEW.into(),
+            &progress,
+        )
+        .await
+        .unwrap();
+    assert_eq!(update.num_calls(), 1);
+    let error = function
+        .wait(&applied, &policy(), &progress)
+        .await
+        .unwrap_err();
+    match &error {
+        DeployError::Fenced { call, reason } => {
+            assert_eq!(call, "PublishVersion");
+            assert!(reason.contains("taken over"), "{reason}");
+        }
+        other => panic!("expected Fenced, got {other:?}"),
+    }
+    assert_eq!(publish.num_calls(), 0);
+    assert_eq!(point.num_calls(), 0);
+}
+
+/// A rollback by alias is a mutation too: fenced, the alias is not moved.
+#[tokio::test(start_paused = true)]
+async fn a_fenced_rollback_moves_no_alias() {
+    let point = mock!(Client::update_alias)
+        .then_output(|| UpdateAliasOutput::builder().function_version("3").build());
+    let create = mock!(Client::create_alias)
+        .then_output(|| CreateAliasOutput::builder().function_version("3").build());
+    let function = function(&[&point, &create], target(true, Some("live")));
+    let previous = Applied {
+        old_artifact: None,
+        new_artifact: OLD.into(),
+        ids: [(ids::VERSION.to_owned(), "3".to_owned())].into(),
+    };
+    let progress = Progress::discard("render").with_fence(LockLost::after(0));
+    let error = function
+        .restore(&live(NEW, &[]), &previous, &policy(), &progress)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, DeployError::Fenced { call, .. } if call == "UpdateAlias"),
+        "{error:?}"
+    );
+    assert_eq!(point.num_calls() + create.num_calls(), 0);
+}
+
+/// A response that could not be read is shown by its chain of causes: never the raw response,
+/// whose body (a `GetFunction` answer) carries the function's environment values.
+#[test]
+fn an_unreadable_response_shows_no_body() {
+    use aws_sdk_lambda::config::http::HttpResponse;
+    use aws_sdk_lambda::error::SdkError;
+    use aws_sdk_lambda::operation::get_function::GetFunctionError;
+    use aws_sdk_lambda::primitives::SdkBody;
+
+    let body = format!(
+        r#"{{"Configuration":{{"Environment":{{"Variables":{{"DB_PASSWORD":"{SECRET}"}}}}"#
+    );
+    let raw = HttpResponse::new(200u16.try_into().unwrap(), SdkBody::from(body.clone()));
+    let error: SdkError<GetFunctionError, HttpResponse> =
+        SdkError::response_error("the response body ended early", raw);
+    let api = crate::error::api_error("GetFunction", &error);
+    let text = api.to_string();
+    assert_no_secret(&text);
+    assert!(!text.contains('\n'), "{text}");
+    assert!(text.contains("the response body ended early"), "{text}");
+    // A service error is `Code: message`, whatever the raw response holds.
+    let raw = HttpResponse::new(500u16.try_into().unwrap(), SdkBody::from(body));
+    let error: SdkError<GetFunctionError, HttpResponse> = SdkError::service_error(
+        GetFunctionError::generic(
+            ErrorMetadata::builder()
+                .code("ServiceException")
+                .message("internal error")
+                .build(),
+        ),
+        raw,
+    );
+    assert_eq!(
+        crate::error::api_error("GetFunction", &error).to_string(),
+        "GetFunction failed: ServiceException: internal error"
+    );
+}
+
+/// Issue 17: a rollback by alias first asks whether the recorded version still exists: a
+/// deleted one is gone (nothing is pointed at it), an existing one present.
+#[tokio::test(start_paused = true)]
+async fn a_deleted_version_is_not_restorable() {
+    use aws_sdk_lambda::operation::get_function_configuration::{
+        GetFunctionConfigurationError, GetFunctionConfigurationOutput,
+    };
+    let there = mock!(Client::get_function_configuration)
+        .match_requests(|r| r.qualifier() == Some("3"))
+        .then_output(|| {
+            GetFunctionConfigurationOutput::builder()
+                .version("3")
+                .build()
+        });
+    let deleted = mock!(Client::get_function_configuration)
+        .match_requests(|r| r.qualifier() == Some("2"))
+        .then_error(|| {
+            GetFunctionConfigurationError::ResourceNotFoundException(not_found(Some(
+                "Function not found: arn:aws:lambda:eu-west-1:1:function:render:2",
+            )))
+        });
+    let function = function(&[&there, &deleted], target(true, Some("live")));
+    let record = |version: &str| Applied {
+        old_artifact: None,
+        new_artifact: OLD.into(),
+        ids: [(ids::VERSION.to_owned(), version.to_owned())].into(),
+    };
+    assert_eq!(
+        function.restorable(&record("3")).await.unwrap(),
+        Presence::Present
+    );
+    let Presence::Gone { why } = function.restorable(&record("2")).await.unwrap() else {
+        panic!("version 2 was deleted");
+    };
+    assert!(
+        why.starts_with("version 2 of ") && why.ends_with("no longer exists (it was deleted)"),
+        "{why}"
     );
 }

@@ -8,8 +8,8 @@ use aws_sdk_sagemaker::types::{EndpointConfigSortKey, ModelSortKey, OrderKey};
 use deployer_core::{DeployError, Phase, Progress};
 
 use crate::copy::{self, OWNER_TAG};
-use crate::sdk::{self, Redactor};
 use crate::{MAX_PAGES, SagemakerDeployer, names};
+use deployer_aws::{Redactor, api_error};
 
 /// A model or endpoint config as a `List*` call reports it.
 #[derive(Clone, Debug)]
@@ -20,13 +20,24 @@ struct Listed {
 }
 
 impl SagemakerDeployer {
-    /// Deletes what is no longer kept; failures become progress events, never errors.
-    pub(crate) async fn cleanup(&self, new_config: &str, old_config: &str, progress: &Progress) {
-        if let Err(error) = self.try_cleanup(new_config, old_config, progress).await {
-            progress.emit(
-                Phase::Wait,
-                format!("cleanup of earlier models and endpoint configs stopped: {error}"),
-            );
+    /// Deletes what is no longer kept. Failures become progress events, never errors, except
+    /// [`DeployError::Fenced`]: the run lost its deploy lock and made no further delete.
+    pub(crate) async fn cleanup(
+        &self,
+        new_config: &str,
+        old_config: &str,
+        progress: &Progress,
+    ) -> Result<(), DeployError> {
+        match self.try_cleanup(new_config, old_config, progress).await {
+            Err(error @ DeployError::Fenced { .. }) => Err(error),
+            Err(error) => {
+                progress.emit(
+                    Phase::Wait,
+                    format!("cleanup of earlier models and endpoint configs stopped: {error}"),
+                );
+                Ok(())
+            }
+            Ok(()) => Ok(()),
         }
     }
 
@@ -86,6 +97,7 @@ impl SagemakerDeployer {
             }
         }
         for config in doomed {
+            progress.before_mutation("DeleteEndpointConfig")?;
             match self
                 .client
                 .delete_endpoint_config()
@@ -102,7 +114,7 @@ impl SagemakerDeployer {
                     format!(
                         "could not delete earlier endpoint config {}: {}",
                         config.name,
-                        sdk::api("DeleteEndpointConfig", &error, &Redactor::default())
+                        api_error("DeleteEndpointConfig", &error, &Redactor::default())
                     ),
                 ),
             }
@@ -115,6 +127,7 @@ impl SagemakerDeployer {
             {
                 continue;
             }
+            progress.before_mutation("DeleteModel")?;
             match self
                 .client
                 .delete_model()
@@ -130,7 +143,7 @@ impl SagemakerDeployer {
                     format!(
                         "could not delete earlier model {}: {}",
                         model.name,
-                        sdk::api("DeleteModel", &error, &Redactor::default())
+                        api_error("DeleteModel", &error, &Redactor::default())
                     ),
                 ),
             }
@@ -162,7 +175,7 @@ impl SagemakerDeployer {
                 .set_next_token(token.take())
                 .send()
                 .await
-                .map_err(|error| sdk::api("ListEndpointConfigs", &error, &Redactor::default()))?;
+                .map_err(|error| api_error("ListEndpointConfigs", &error, &Redactor::default()))?;
             out.extend(output.endpoint_configs().iter().filter_map(|c| {
                 Some(Listed {
                     name: c.endpoint_config_name()?.to_owned(),
@@ -193,7 +206,7 @@ impl SagemakerDeployer {
                 .set_next_token(token.take())
                 .send()
                 .await
-                .map_err(|error| sdk::api("ListModels", &error, &Redactor::default()))?;
+                .map_err(|error| api_error("ListModels", &error, &Redactor::default()))?;
             out.extend(output.models().iter().filter_map(|m| {
                 Some(Listed {
                     name: m.model_name()?.to_owned(),

@@ -10,12 +10,12 @@ use aws_sdk_sagemaker::types::{
     AsyncInferenceConfig, ContainerDefinition, DataCaptureConfig, ExplainerConfig,
     InferenceExecutionConfig, MetricsConfig, ProductionVariant, Tag, VpcConfig,
 };
+use deployer_aws::Redactor;
+use deployer_aws::raw::{Object, PathStep, RawJson, set_at};
 use deployer_core::DeployError;
 use serde_json::Value;
 
 use crate::fields::{CONFIG_READ_ONLY, MODEL_READ_ONLY};
-use crate::raw::{Object, PathStep, RawJson, set_at};
-use crate::sdk::Redactor;
 
 /// The tag deployer puts on the models and endpoint configs it creates: the endpoint's name.
 /// Cleanup deletes only resources that carry it (and the name prefix).
@@ -262,7 +262,8 @@ pub(crate) fn redactor(models: &BTreeMap<String, Option<LiveModel>>) -> Redactor
             .values()
             .flatten()
             .flat_map(|live| containers(&live.output))
-            .filter_map(|(_, c)| c.environment()),
+            .filter_map(|(_, c)| c.environment())
+            .flat_map(HashMap::values),
     )
 }
 

@@ -29,6 +29,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! `examples/sagemaker-roll.rs` is a complete program that rolls one endpoint over (the AWS
+//! configuration from the standard environment, progress on stderr, the outcome on stdout, a
+//! non-zero exit code on failure): `cargo run -p deployer-sagemaker --example sagemaker-roll --
+//! --endpoint E <image@digest>`.
+//!
 //! # What it calls
 //!
 //! - [`read_live`](deployer_core::Deployer::read_live): `DescribeEndpoint` →
@@ -41,8 +46,8 @@
 //!   using the repository, is [`DeployError::Mismatch`] listing every variant and its images; a
 //!   missing endpoint is [`DeployError::NotFound`]. The live artifact is the image of the
 //!   targeted containers; when they differ, the summary says so and the endpoint is not
-//!   current. `ids`: `endpoint`, `endpoint_config`, `models` (comma-separated), `variants`,
-//!   `status`.
+//!   current. `ids` ([`ids::Live`]): `endpoint`, `endpoint_config`, `models`
+//!   (comma-separated), `variants`, `status`.
 //! - An endpoint `Creating`, `Updating`, `SystemUpdating` or `RollingBack` is another deploy in
 //!   flight: `read_live` and `apply` wait until it settled first (the policy of
 //!   [`SagemakerDeployer::with_poll_policy`], default 30 minutes). An endpoint is current only
@@ -53,8 +58,8 @@
 //!   in flight; the immutable config and models are not read again), then per targeted model
 //!   `ListTags` on it, `DescribeModel` of the new name (see "Names and re-runs") and
 //!   `CreateModel`; `ListTags` on the config, `DescribeEndpointConfig` of the new name and
-//!   `CreateEndpointConfig`; `UpdateEndpoint` (below). `ids`: `endpoint`, `old_endpoint_config`,
-//!   `endpoint_config`, `old_models`, `models`, `variants`.
+//!   `CreateEndpointConfig`; `UpdateEndpoint` (below). `ids` ([`ids::Rollover`]): `endpoint`,
+//!   `old_endpoint_config`, `endpoint_config`, `old_models`, `models`, `variants`.
 //! - [`wait`](deployer_core::Deployer::wait): `DescribeEndpoint` polls, then the cleanup:
 //!   `ListEndpointConfigs` and `ListModels` (name contains the endpoint's name prefix),
 //!   `ListTags` on each candidate, `DescribeEndpointConfig` of the kept configs,
@@ -158,7 +163,10 @@
 //!   name prefix: configs and models deployer did not create are never touched.
 //!
 //! A model is deleted only when no kept config uses it. Cleanup never fails the deploy: a
-//! failed `List*` or `Delete*` is reported as a progress event and the rest goes on.
+//! failed `List*` or `Delete*` is reported as a progress event and the rest goes on. The one
+//! exception is the deploy lock: every delete, like every `CreateModel`,
+//! `CreateEndpointConfig` and `UpdateEndpoint`, is preceded by `Progress::before_mutation`,
+//! and a run that lost its lock stops there with `DeployError::Fenced`.
 //!
 //! # Secrets
 //!
@@ -172,9 +180,8 @@ mod cleanup;
 mod copy;
 mod deployment;
 pub mod fields;
+pub mod ids;
 mod names;
-mod raw;
-mod sdk;
 #[cfg(test)]
 mod tests;
 
@@ -185,17 +192,17 @@ use async_trait::async_trait;
 use aws_sdk_sagemaker::Client;
 use aws_sdk_sagemaker::operation::describe_endpoint::DescribeEndpointOutput;
 use aws_sdk_sagemaker::types::{EndpointStatus, Tag};
+use deployer_aws::raw::Object;
+use deployer_aws::{BodyCheck, ErrorClass, Failure, Redactor, ResponseRecorder, Unread, api_error};
 use deployer_core::manifest::SagemakerTarget;
-use deployer_core::poll::{Poll, PollError, PollPolicy, poll_until};
-use deployer_core::{Applied, Artifact, DeployError, Deployer, LiveState, Phase, Progress};
+use deployer_core::poll::{Poll, PollPolicy, StateLog, poll_until};
+use deployer_core::{
+    Applied, Artifact, DeployError, Deployer, LiveState, Phase, Progress, one_line,
+};
 
 pub use crate::copy::OWNER_TAG;
 use crate::copy::{ConfigSpec, LiveConfig, LiveModel, ModelSpec, Targeted};
-use crate::raw::{BodyCheck, Object, ResponseRecorder};
-use crate::sdk::{Failure, Redactor};
 
-/// How many state changes a failure or timeout reports.
-const MAX_EVENTS: usize = 20;
 /// Pages read from a `List*` call before giving up (100 items a page).
 const MAX_PAGES: usize = 20;
 
@@ -308,7 +315,7 @@ impl SagemakerDeployer {
         // The first read fails at once on any error: a wrong endpoint or a missing permission
         // should not be waited out.
         let first = self.describe_endpoint().await.map_err(|failure| {
-            if failure.is_not_found() {
+            if failure.class == ErrorClass::NotFound {
                 self.not_found()
             } else {
                 failure.into_error("DescribeEndpoint")
@@ -354,7 +361,7 @@ impl SagemakerDeployer {
             .await
             .map_err(|error| {
                 let failure = Failure::new(&error, &Redactor::default());
-                if failure.is_not_found() {
+                if failure.class == ErrorClass::NotFound {
                     DeployError::Mismatch(format!(
                         "{} names endpoint config {name}, which does not exist",
                         self.target()
@@ -388,7 +395,7 @@ impl SagemakerDeployer {
             })),
             Err(error) => {
                 let failure = Failure::new(&error, &Redactor::default());
-                if failure.is_not_found() {
+                if failure.class == ErrorClass::NotFound {
                     Ok(None)
                 } else {
                     Err(failure.into_error("DescribeModel"))
@@ -409,7 +416,7 @@ impl SagemakerDeployer {
                 .set_next_token(token.take())
                 .send()
                 .await
-                .map_err(|error| sdk::api("ListTags", &error, &Redactor::default()))?;
+                .map_err(|error| api_error("ListTags", &error, &Redactor::default()))?;
             tags.extend(output.tags().iter().cloned());
             match output.next_token() {
                 Some(next) if !next.is_empty() => token = Some(next.to_owned()),
@@ -522,16 +529,16 @@ impl SagemakerDeployer {
                 failure_reason(endpoint, &copy::redactor(&snapshot.models))
             ));
         }
-        let ids = BTreeMap::from([
-            ("endpoint".to_owned(), self.endpoint().to_owned()),
-            ("endpoint_config".to_owned(), snapshot.config.name.clone()),
-            ("models".to_owned(), snapshot.targeted_models().join(",")),
-            ("variants".to_owned(), variant_names(&snapshot.targeted)),
-            ("status".to_owned(), status.to_owned()),
-        ]);
+        let ids = ids::Live {
+            endpoint: self.endpoint().to_owned(),
+            endpoint_config: snapshot.config.name.clone(),
+            models: owned(snapshot.targeted_models()),
+            variants: variant_names(&snapshot.targeted),
+            status: status.to_owned(),
+        };
         LiveState {
             artifact,
-            ids,
+            ids: ids.to_ids(),
             summary: parts.join("; "),
         }
     }
@@ -565,7 +572,9 @@ impl SagemakerDeployer {
                 );
                 continue;
             }
-            let check = expected.cloned().map(BodyCheck::new);
+            let check = expected
+                .cloned()
+                .map(|expected| BodyCheck::new(expected, Unread::Allowed));
             let mut request = self
                 .client
                 .create_model()
@@ -581,6 +590,7 @@ impl SagemakerDeployer {
             if let Some(check) = &check {
                 request = request.interceptor(check.clone());
             }
+            progress.before_mutation("CreateModel")?;
             match request.send().await {
                 Ok(_) => {
                     progress.emit(Phase::Apply, format!("created model {name} from {source}"));
@@ -591,7 +601,7 @@ impl SagemakerDeployer {
                         return Err(self.would_drop("model", source, &paths));
                     }
                     let failure = Failure::new(&error, redactor);
-                    if !failure.is_already_exists() {
+                    if !already_exists(&failure) {
                         return Err(failure.into_error("CreateModel"));
                     }
                     // Created in between (another run): the same content is as good as ours.
@@ -639,7 +649,9 @@ impl SagemakerDeployer {
                 );
                 continue;
             }
-            let check = expected.cloned().map(BodyCheck::new);
+            let check = expected
+                .cloned()
+                .map(|expected| BodyCheck::new(expected, Unread::Allowed));
             let mut request = self
                 .client
                 .create_endpoint_config()
@@ -659,6 +671,7 @@ impl SagemakerDeployer {
             if let Some(check) = &check {
                 request = request.interceptor(check.clone());
             }
+            progress.before_mutation("CreateEndpointConfig")?;
             match request.send().await {
                 Ok(_) => {
                     progress.emit(
@@ -672,7 +685,7 @@ impl SagemakerDeployer {
                         return Err(self.would_drop("endpoint config", source, &paths));
                     }
                     let failure = Failure::new(&error, redactor);
-                    if !failure.is_already_exists() {
+                    if !already_exists(&failure) {
                         return Err(failure.into_error("CreateEndpointConfig"));
                     }
                     if let Some(existing) = self.describe_existing_config(&name).await?
@@ -709,7 +722,7 @@ impl SagemakerDeployer {
             Ok(output) => Ok(Some(output)),
             Err(error) => {
                 let failure = Failure::new(&error, &Redactor::default());
-                if failure.is_not_found() {
+                if failure.class == ErrorClass::NotFound {
                     Ok(None)
                 } else {
                     Err(failure.into_error("DescribeEndpointConfig"))
@@ -720,7 +733,7 @@ impl SagemakerDeployer {
 
     /// Refuses, before anything is created, when the raw model or config responses have
     /// top-level members this build does not know. (Nested ones are caught when the copy is
-    /// sent: see the `raw` module.)
+    /// sent: see `deployer_aws::raw`.)
     fn check_known_members(&self, snapshot: &Snapshot, models: &[&str]) -> Result<(), DeployError> {
         for model in models {
             if let Some(Some(LiveModel { raw: Some(raw), .. })) = snapshot.models.get(*model) {
@@ -764,27 +777,12 @@ impl SagemakerDeployer {
     where
         F: Fn(&DescribeEndpointOutput, &str) -> Result<Verdict, DeployError> + Sync,
     {
-        let events: Mutex<Vec<String>> = Mutex::new(Vec::new());
-        let note = |state: &str| {
-            let Ok(mut events) = events.lock() else {
-                return;
-            };
-            if events.last().is_some_and(|last| last == state) {
-                return;
-            }
-            if let Some(progress) = progress {
-                progress.emit(Phase::Wait, state);
-            }
-            events.push(state.to_owned());
-            if events.len() > MAX_EVENTS {
-                events.remove(0);
-            }
-        };
-        let (note, decide) = (&note, &decide);
-        let result = poll_until(what, policy, || async move {
+        let log = StateLog::default();
+        let (log, decide) = (&log, &decide);
+        let endpoint = poll_until(what, policy, || async move {
             let endpoint = match self.describe_endpoint().await {
                 Ok(endpoint) => endpoint,
-                Err(failure) if failure.transient => {
+                Err(failure) if failure.is_retryable() => {
                     let line = format!(
                         "DescribeEndpoint failed, retrying: {}",
                         redactor.apply(&failure.message)
@@ -794,7 +792,7 @@ impl SagemakerDeployer {
                     }
                     return Ok(Poll::Pending(line));
                 }
-                Err(failure) if failure.is_not_found() => {
+                Err(failure) if failure.class == ErrorClass::NotFound => {
                     return Err(DeployError::RolloutFailed {
                         reason: format!("{} disappeared while waiting", self.target()),
                         events: Vec::new(),
@@ -803,39 +801,29 @@ impl SagemakerDeployer {
                 Err(failure) => return Err(failure.into_error("DescribeEndpoint")),
             };
             let state = state_line(&endpoint);
-            note(&state);
+            if log.note(&state)
+                && let Some(progress) = progress
+            {
+                progress.emit(Phase::Wait, state.as_str());
+            }
             Ok(match decide(&endpoint, &state)? {
                 Verdict::Done => Poll::Ready(endpoint),
                 Verdict::Pending(state) => Poll::Pending(state),
             })
         })
-        .await;
-        let events = events.into_inner().unwrap_or_default();
-        match result {
-            Ok(endpoint) => Ok((endpoint, events)),
-            Err(PollError::Timeout {
-                what,
-                after,
-                last_state,
-            }) => Err(DeployError::Timeout {
-                what,
-                after,
-                last_state,
-                events,
-            }),
-            Err(PollError::Failed(DeployError::RolloutFailed { reason, .. })) => {
-                Err(DeployError::RolloutFailed { reason, events })
-            }
-            Err(PollError::Failed(error)) => Err(error),
-        }
+        .await
+        .map_err(|error| error.into_deploy_error(log.states()))?;
+        Ok((endpoint, log.states()))
     }
 
-    /// `UpdateEndpoint` to `config` (see the crate doc for what it sends).
+    /// `UpdateEndpoint` to `config` (see the crate doc for what it sends), after
+    /// [`Progress::before_mutation`].
     async fn update_endpoint(
         &self,
         config: &str,
         live: &DescribeEndpointOutput,
         redactor: &Redactor,
+        progress: &Progress,
     ) -> Result<(), DeployError> {
         let mut request = self
             .client
@@ -852,21 +840,22 @@ impl SagemakerDeployer {
             }
             None => {}
         }
+        progress.before_mutation("UpdateEndpoint")?;
         request
             .send()
             .await
-            .map_err(|error| sdk::api("UpdateEndpoint", &error, redactor))?;
+            .map_err(|error| api_error("UpdateEndpoint", &error, redactor))?;
         Ok(())
     }
 }
 
-/// `AllTraffic` or `A, B` for ids.
-fn variant_names(targeted: &[Targeted]) -> String {
-    targeted
-        .iter()
-        .map(|t| t.variant.as_str())
-        .collect::<Vec<_>>()
-        .join(",")
+/// The targeted variants' names, for ids.
+fn variant_names(targeted: &[Targeted]) -> Vec<String> {
+    targeted.iter().map(|t| t.variant.clone()).collect()
+}
+
+fn owned(names: Vec<&str>) -> Vec<String> {
+    names.into_iter().map(str::to_owned).collect()
 }
 
 /// `variant `AllTraffic`` / `variants `A`, `B`` for summaries.
@@ -883,19 +872,6 @@ fn variant_list(targeted: &[Targeted]) -> String {
     } else {
         format!("variants {}", names.join(", "))
     }
-}
-
-fn live_id<'a>(
-    ids: &'a BTreeMap<String, String>,
-    key: &'static str,
-    operation: &'static str,
-) -> Result<&'a str, DeployError> {
-    ids.get(key)
-        .map(String::as_str)
-        .ok_or(DeployError::MissingField {
-            operation,
-            field: key,
-        })
 }
 
 #[async_trait]
@@ -919,29 +895,22 @@ impl Deployer for SagemakerDeployer {
     /// wanted image.
     fn is_current(&self, live: &LiveState, wanted: &Artifact) -> bool {
         live.ids
-            .get("status")
+            .get(ids::STATUS)
             .is_some_and(|status| status == EndpointStatus::InService.as_str())
-            && live
-                .artifact
-                .as_deref()
-                .is_some_and(|artifact| wanted.matches_live(artifact))
+            && live.runs(wanted)
     }
 
-    /// New models and a new endpoint config copied from the live ones, then `UpdateEndpoint`.
-    /// `ids`: `endpoint`, `old_endpoint_config`, `endpoint_config`, `old_models`, `models`,
-    /// `variants`.
+    /// New models and a new endpoint config copied from the live ones, then `UpdateEndpoint`;
+    /// each `CreateModel`, `CreateEndpointConfig` and `UpdateEndpoint` after
+    /// [`Progress::before_mutation`]. `ids`: `endpoint`, `old_endpoint_config`,
+    /// `endpoint_config`, `old_models`, `models`, `variants`.
     async fn apply(
         &self,
         _live: &LiveState,
         wanted: &Artifact,
         progress: &Progress,
     ) -> Result<Applied, DeployError> {
-        let Artifact::Image(_) = wanted else {
-            return Err(DeployError::Mismatch(format!(
-                "{} runs container images, not {wanted}",
-                self.target()
-            )));
-        };
+        wanted.expect_image(&self.target())?;
         let new_image = wanted.deploy_id();
         let snapshot = self.read_snapshot(Some(progress)).await?;
         let redactor = copy::redactor(&snapshot.models);
@@ -1039,36 +1008,40 @@ impl Deployer for SagemakerDeployer {
                 }
             ),
         );
-        self.update_endpoint(&new_config, &snapshot.endpoint, &redactor)
+        self.update_endpoint(&new_config, &snapshot.endpoint, &redactor, progress)
             .await?;
-        let new_model_names: Vec<&str> = models
-            .iter()
-            .filter_map(|model| new_models.get(*model).map(String::as_str))
-            .collect();
-        let ids = BTreeMap::from([
-            ("endpoint".to_owned(), self.endpoint().to_owned()),
-            ("old_endpoint_config".to_owned(), config.name.clone()),
-            ("endpoint_config".to_owned(), new_config),
-            ("old_models".to_owned(), models.join(",")),
-            ("models".to_owned(), new_model_names.join(",")),
-            ("variants".to_owned(), variant_names(&snapshot.targeted)),
-        ]);
+        let rollover = ids::Rollover {
+            endpoint: self.endpoint().to_owned(),
+            old_endpoint_config: config.name.clone(),
+            endpoint_config: new_config,
+            models: models
+                .iter()
+                .filter_map(|model| new_models.get(*model).cloned())
+                .collect(),
+            old_models: owned(models),
+            variants: variant_names(&snapshot.targeted),
+        };
         Ok(Applied {
             old_artifact: snapshot.artifact(),
             new_artifact: new_image,
-            ids,
+            ids: rollover.to_ids(),
         })
     }
 
-    /// Polls `DescribeEndpoint` until `InService` on the new config, then cleans up.
+    /// Polls `DescribeEndpoint` until `InService` on the new config, then cleans up. Cleanup
+    /// failures are progress events; only a refused [`Progress::before_mutation`] before a
+    /// delete ([`DeployError::Fenced`]) is an error.
     async fn wait(
         &self,
         applied: &Applied,
         policy: &PollPolicy,
         progress: &Progress,
     ) -> Result<Applied, DeployError> {
-        let new_config = live_id(&applied.ids, "endpoint_config", "apply")?;
-        let old_config = live_id(&applied.ids, "old_endpoint_config", "apply")?;
+        let rollover = ids::Rollover::from_ids(&applied.ids)?;
+        let (new_config, old_config) = (
+            rollover.endpoint_config.as_str(),
+            rollover.old_endpoint_config.as_str(),
+        );
         let redactor = self
             .snapshot
             .lock()
@@ -1098,7 +1071,7 @@ impl Deployer for SagemakerDeployer {
         if let Ok(mut slot) = self.snapshot.lock() {
             *slot = None;
         }
-        self.cleanup(new_config, old_config, progress).await;
+        self.cleanup(new_config, old_config, progress).await?;
         Ok(applied.clone())
     }
 }
@@ -1130,6 +1103,13 @@ fn model_carried(
         set.push(format!("environment {} (values hidden)", env.join(", ")));
     }
     set.join(", ")
+}
+
+/// `CreateModel`/`CreateEndpointConfig` of a name that is taken (a `ValidationException`).
+fn already_exists(failure: &Failure) -> bool {
+    failure.code.as_deref() == Some("ValidationException")
+        && (failure.message.contains("already existing")
+            || failure.message.contains("already exists"))
 }
 
 /// How deployer treats an endpoint status.
@@ -1207,7 +1187,7 @@ fn failure_reason(endpoint: &DescribeEndpointOutput, redactor: &Redactor) -> Str
         .map(str::trim)
         .filter(|reason| !reason.is_empty())
     {
-        Some(reason) => redactor.apply(&sdk::one_line(reason)),
+        Some(reason) => redactor.apply(&one_line(reason)),
         None => "SageMaker gave no failure reason".to_owned(),
     }
 }

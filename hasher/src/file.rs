@@ -115,12 +115,6 @@ pub(crate) fn read_entry(path: &Path) -> io::Result<Entry> {
     Ok(Entry::File { stat, len, digest })
 }
 
-/// Hashes the file at `path`, following symlinks (the Dockerfile is read the way the builder
-/// reads it).
-pub(crate) fn hash_followed(path: &Path) -> io::Result<(u64, [u8; 32])> {
-    stream(File::open(path)?, 0)
-}
-
 /// Streams `file` through blake3 with the thread's fixed buffer, to its end or, when `size` (from
 /// `fstat`) is not 0, until `size` bytes are read: that saves the last `read` returning 0 on
 /// every file. Bytes appended meanwhile are a change racing the hash like any other; it moves

@@ -1,10 +1,10 @@
-//! The byte stream whose blake3 digest is the tag (format v1, see the crate doc).
+//! The byte stream whose blake3 digest is the tag (format v2, see the crate doc).
 
 use std::collections::BTreeMap;
 
 /// Format version, the second field of the stream. Bump it when anything that goes into the
 /// stream changes, so old and new tags never collide.
-pub(crate) const FORMAT_VERSION: u64 = 1;
+pub(crate) const FORMAT_VERSION: u64 = 2;
 
 /// The first field of the stream.
 pub(crate) const MAGIC: &[u8] = b"deployer-hasher";
@@ -62,6 +62,27 @@ impl Stream {
     pub(crate) fn dockerfile(&mut self, len: u64, digest: &[u8; 32]) {
         self.u64(len);
         self.hasher.update(digest);
+    }
+
+    /// The build context directory (root-relative, cleaned, `.` for the root).
+    pub(crate) fn context(&mut self, dir: &str) {
+        self.bytes(dir.as_bytes());
+    }
+
+    /// The ignore file: a presence byte (0 absent, 1 present), then its content (empty when
+    /// absent).
+    pub(crate) fn ignore_file(&mut self, content: Option<&[u8]>) {
+        self.hasher.update(&[u8::from(content.is_some())]);
+        self.bytes(content.unwrap_or_default());
+    }
+
+    /// The image count, then per image its reference and its digest (empty when not resolved).
+    pub(crate) fn images(&mut self, images: &[(&str, &str)]) {
+        self.u64(images.len() as u64);
+        for (reference, digest) in images {
+            self.bytes(reference.as_bytes());
+            self.bytes(digest.as_bytes());
+        }
     }
 
     /// The file count, then every file (the caller passes them sorted by path bytes).

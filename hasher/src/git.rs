@@ -107,6 +107,21 @@ pub(crate) struct Tracked {
     pub(crate) path: Box<[u8]>,
     /// For a submodule (gitlink, mode 160000): the commit id recorded in the index.
     pub(crate) gitlink: Option<Box<[u8]>>,
+    /// What the index records it as.
+    pub(crate) mode: IndexMode,
+}
+
+/// The kind of a tracked path, as the index records it (its mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IndexMode {
+    /// 100644.
+    File,
+    /// 100755.
+    Executable,
+    /// 120000.
+    Symlink,
+    /// 160000.
+    Submodule,
 }
 
 /// Every path git tracks under `root`, sorted by bytes, each once (a conflicted path has up to
@@ -128,13 +143,17 @@ pub(crate) fn tracked(root: &Path) -> Result<Vec<Tracked>, Error> {
         };
         let (meta, path) = (&record[..tab], &record[tab + 1..]);
         let mut fields = meta.split(|&b| b == b' ');
-        let gitlink = match (fields.next(), fields.next()) {
-            (Some(b"160000"), Some(object)) => Some(object.into()),
-            _ => None,
+        let (mode, object) = (fields.next(), fields.next());
+        let (mode, gitlink) = match (mode, object) {
+            (Some(b"160000"), Some(object)) => (IndexMode::Submodule, Some(object.into())),
+            (Some(b"120000"), _) => (IndexMode::Symlink, None),
+            (Some(b"100755"), _) => (IndexMode::Executable, None),
+            _ => (IndexMode::File, None),
         };
         files.push(Tracked {
             path: path.into(),
             gitlink,
+            mode,
         });
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));

@@ -318,6 +318,28 @@ pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
      application/vnd.docker.distribution.manifest.v2+json, \
      application/vnd.docker.distribution.manifest.list.v2+json";
 
+impl Moto {
+    /// The AWS calls the test bed's recorder (`xtask/testbed/patches/zz_recorder.py`) filed
+    /// for runs signing with `access_key`, oldest first: `action`, `service`, `params`, `time`.
+    pub fn recorded_calls(&self, access_key: &str) -> Vec<serde_json::Value> {
+        let url = format!("{}/_deployer/calls?access_key={access_key}", self.url);
+        let response =
+            http::request("GET", &url, &[], &[]).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        assert_eq!(
+            response.status,
+            200,
+            "{url}: {} (is the recorder patch loaded? restart the test bed)",
+            response.text()
+        );
+        response
+            .json()
+            .unwrap_or_else(|e| panic!("{url}: not JSON: {e}"))["calls"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
 impl Registry {
     /// `127.0.0.1:<port>/<repository>:<tag>`.
     pub fn image(&self, repository: &str, tag: &str) -> String {
@@ -329,6 +351,79 @@ impl Registry {
         let url = format!("{}/v2/{repository}/manifests/{reference}", self.url);
         http::request("HEAD", &url, &[("Accept", MANIFEST_ACCEPT)], &[])
             .unwrap_or_else(|e| panic!("HEAD {url}: {e}"))
+    }
+
+    /// Uploads `data` as a blob of `repository` (monolithic: `POST` then `PUT ?digest=`);
+    /// returns its digest. Panics on failure.
+    pub fn push_blob(&self, repository: &str, data: &[u8]) -> String {
+        let digest = sha256_digest(data);
+        let url = format!("{}/v2/{repository}/blobs/uploads/", self.url);
+        let started =
+            http::request("POST", &url, &[], &[]).unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        assert_eq!(started.status, 202, "POST {url}: {}", started.text());
+        let location = started
+            .header("location")
+            .unwrap_or_else(|| panic!("POST {url}: no Location"));
+        let location = if location.starts_with("http://") {
+            location.to_owned()
+        } else {
+            format!("{}{location}", self.url)
+        };
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{separator}digest={digest}");
+        let done = http::request(
+            "PUT",
+            &put,
+            &[("Content-Type", "application/octet-stream")],
+            data,
+        )
+        .unwrap_or_else(|e| panic!("PUT {put}: {e}"));
+        assert_eq!(done.status, 201, "PUT {put}: {}", done.text());
+        digest
+    }
+
+    /// Puts `manifest` (of `media_type`) at `repository:reference`; returns its digest.
+    pub fn push_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        media_type: &str,
+        manifest: &[u8],
+    ) -> String {
+        let url = format!("{}/v2/{repository}/manifests/{reference}", self.url);
+        let response = http::request("PUT", &url, &[("Content-Type", media_type)], manifest)
+            .unwrap_or_else(|e| panic!("PUT {url}: {e}"));
+        assert_eq!(response.status, 201, "PUT {url}: {}", response.text());
+        sha256_digest(manifest)
+    }
+
+    /// Pushes a one-layer OCI image for `os/arch` (the layer is `layer`, as given) under
+    /// `repository:reference`; returns (digest, size) of its manifest.
+    pub fn push_image(
+        &self,
+        repository: &str,
+        reference: &str,
+        arch: &str,
+        layer: &[u8],
+    ) -> (String, usize) {
+        let config = format!(
+            r#"{{"architecture":"{arch}","os":"linux","rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
+            sha256_digest(layer)
+        );
+        let config_digest = self.push_blob(repository, config.as_bytes());
+        let layer_digest = self.push_blob(repository, layer);
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer_digest}","size":{}}}]}}"#,
+            config.len(),
+            layer.len()
+        );
+        let digest = self.push_manifest(
+            repository,
+            reference,
+            "application/vnd.oci.image.manifest.v1+json",
+            manifest.as_bytes(),
+        );
+        (digest, manifest.len())
     }
 
     /// `GET` of a registry path (`/v2/...`) with the manifest Accept headers.
@@ -405,4 +500,15 @@ fn run(mut command: Command, what: &str) -> BuilderOutput {
         output.stderr
     );
     output
+}
+
+/// `sha256:<hex>` of `data`.
+pub fn sha256_digest(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(data);
+    let mut text = String::from("sha256:");
+    for byte in hash.iter() {
+        text.push_str(&format!("{byte:02x}"));
+    }
+    text
 }

@@ -20,18 +20,7 @@ pub fn deployer_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("DEPLOYER_BIN") {
         return PathBuf::from(path);
     }
-    let exe = std::env::current_exe().expect("cannot locate the test executable");
-    let profile_dir = exe
-        .parent()
-        .filter(|deps| deps.file_name() == Some(OsStr::new("deps")))
-        .and_then(Path::parent)
-        .unwrap_or_else(|| {
-            panic!(
-                "the test executable {} is not in <target>/<profile>/deps",
-                exe.display()
-            )
-        });
-    let bin = profile_dir.join(format!("deployer{}", std::env::consts::EXE_SUFFIX));
+    let bin = profile_dir().join(format!("deployer{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.is_file(),
         "the deployer binary {} does not exist: run the tests with `cargo test --workspace` or \
@@ -39,6 +28,40 @@ pub fn deployer_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// The example program `name` of workspace package `package` that cargo built beside this
+/// test: `<target>/<profile>/examples/<name>`.
+///
+/// `cargo test --workspace` builds the examples of every package (cargo test compiles examples
+/// to check that they build), so `cargo xtask test` has them. Tests never build them.
+pub fn example_bin(package: &str, name: &str) -> PathBuf {
+    let bin = profile_dir()
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "the example {} does not exist: run the tests with `cargo test --workspace` or \
+         `cargo xtask test` (they build every example), or `cargo build -p {package} --example \
+         {name}` first",
+        bin.display()
+    );
+    bin
+}
+
+/// `<target>/<profile>`, the directory of the test executable's `deps/`.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("cannot locate the test executable");
+    exe.parent()
+        .filter(|deps| deps.file_name() == Some(OsStr::new("deps")))
+        .and_then(Path::parent)
+        .unwrap_or_else(|| {
+            panic!(
+                "the test executable {} is not in <target>/<profile>/deps",
+                exe.display()
+            )
+        })
+        .to_owned()
 }
 
 /// What a `deployer` run returned.
@@ -105,7 +128,12 @@ impl Default for Deployer {
 impl Deployer {
     /// `deployer` with no arguments, colours and progress off, a 5-minute timeout.
     pub fn new() -> Self {
-        let mut command = Command::new(deployer_bin());
+        Self::program(deployer_bin())
+    }
+
+    /// Another program run the same way (an [`example_bin`], say).
+    pub fn program(path: impl AsRef<OsStr>) -> Self {
+        let mut command = Command::new(path);
         clear_aws_env(&mut command);
         command
             .env("NO_COLOR", "1")

@@ -23,6 +23,10 @@ pub const SERVICES: [&str; 5] = [
     "rag-ingestion",
 ];
 
+/// The example's config services: their live state is the set their marker names
+/// (`<prefix>/<service>/config-applied`), and `deployer status` compares every item with it.
+pub const CONFIG_SERVICES: [&str; 1] = ["repositories"];
+
 /// The services that ship an image (their SSM tag must name an image in the registry).
 pub const IMAGE_SERVICES: [&str; 4] = ["app-api", "embeddings", "inference-api", "rag-ingestion"];
 
@@ -62,7 +66,8 @@ pub fn example_dir() -> PathBuf {
 }
 
 /// The secret values the example's infrastructure puts into the environment of the ECS task,
-/// the AgentCore runtime and the zip function (`SECRET_* = "…"` in `create_resources.py`).
+/// the AgentCore runtime and the zip function (`SECRET_* = "…"` in `create_resources.py`), and
+/// the config service's secret attribute (`webhook_secret` in `config/repositories`).
 pub fn fixture_secrets() -> Vec<String> {
     let script = std::fs::read_to_string(example_dir().join("infra/create_resources.py"))
         .expect("cannot read create_resources.py");
@@ -76,6 +81,17 @@ pub fn fixture_secrets() -> Vec<String> {
         secrets.len() >= 2 && secrets.iter().all(|s| s.len() >= 8),
         "create_resources.py defines no SECRET_* values: {secrets:?}"
     );
+    let mut secrets = secrets;
+    // The config service's secret attribute (`secret = ["webhook_secret"]`).
+    let rows = example_dir().join("config/repositories");
+    for entry in std::fs::read_dir(&rows).expect("cannot list config/repositories") {
+        let text = std::fs::read_to_string(entry.expect("an entry").path()).unwrap_or_default();
+        secrets.extend(
+            text.lines()
+                .filter_map(|line| line.strip_prefix("webhook_secret: "))
+                .map(|value| value.trim().to_owned()),
+        );
+    }
     secrets
 }
 
@@ -294,6 +310,17 @@ impl ExampleRepo {
             plan.stdout
         );
         wanted.insert("artifact-render".to_owned(), zip);
+        for service in CONFIG_SERVICES {
+            let plan = self
+                .deployer(bed, None)
+                .args(["plan", "--json", "--service", service])
+                .run();
+            let set = plan.json()["services"][0]["artifact"]
+                .as_str()
+                .map(str::to_owned);
+            assert!(set.is_some(), "plan reports no config set: {}", plan.stdout);
+            wanted.insert(service.to_owned(), set);
+        }
         wanted
     }
 
@@ -319,7 +346,8 @@ impl ExampleRepo {
         let lambda = aws_sdk_lambda::Client::new(sdk);
         let agentcore = aws_sdk_bedrockagentcorecontrol::Client::new(sdk);
         let mut observed = Observed::default();
-        for service in SERVICES {
+        for service in SERVICES.iter().chain(&CONFIG_SERVICES) {
+            let service = *service;
             let tag = ssm
                 .get_parameter()
                 .name(self.tag_parameter(service))
@@ -337,6 +365,20 @@ impl ExampleRepo {
                     observed.tag_in_registry.insert(service.to_owned(), present);
                 }
                 observed.ssm_tags.insert(service.to_owned(), tag);
+            }
+        }
+        // A config service: the set its marker says the table holds (status checks the items).
+        for service in CONFIG_SERVICES {
+            let marker = ssm
+                .get_parameter()
+                .name(format!("/{}/{service}/config-applied", self.project))
+                .send()
+                .await
+                .ok()
+                .and_then(|o| o.parameter().and_then(|p| p.value()).map(str::to_owned))
+                .and_then(|text| serde_json::from_str::<Value>(&text).ok());
+            if let Some(set) = marker.as_ref().and_then(|m| m["set"].as_str()) {
+                observed.live.insert(service.to_owned(), set.to_owned());
             }
         }
         // ECS: the service's task definition, its container image, and every revision's image.

@@ -1,6 +1,7 @@
 //! A fault-injecting proxy in front of the bed's moto, one per test: AWS throttling errors in
-//! each protocol's own form, HTTP 500/503, added latency, dropped connections, and holds that
-//! keep a chosen request back until a test has killed its client. The proxy is
+//! each protocol's own form, HTTP 500/503, added latency, dropped connections, holds that
+//! keep a chosen request back until a test has killed its client, and rules ([`Rule`]) that
+//! hit chosen requests (lose the answer to the lock's create, deny one renewal read). The proxy is
 //! `xtask/testbed/faultproxy.py` (its module doc describes every fault and count); this is the
 //! handle a test starts, reconfigures, reads the counts of, and stops.
 //!
@@ -42,6 +43,91 @@ pub struct Faults {
     pub services: Vec<String>,
     /// Requests held back (never faulted).
     pub holds: Vec<Hold>,
+    /// Targeted faults: the first rule that fires on a request decides (before holds and dice).
+    pub rules: Vec<Rule>,
+}
+
+/// What a [`Rule`] does to a request it fires on (the proxy's module doc, `rules`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleAction {
+    /// Forwarded to moto (it takes effect), then the connection is closed without an answer:
+    /// the SDK retries a request that already happened.
+    LoseAnswer,
+    /// A non-retryable `AccessDeniedException`, never forwarded.
+    Deny,
+    /// The protocol's throttling error, never forwarded.
+    Throttle,
+    /// HTTP 500, never forwarded.
+    Http500,
+    /// HTTP 503, never forwarded.
+    Http503,
+    /// The connection closed without an answer, never forwarded.
+    Drop,
+}
+
+/// A targeted fault: requests whose operation matches `operation` (a regex, as for [`Hold`]),
+/// whose body contains `body` and (when set) whose signing name is `service`; the first
+/// `after` of them go on untouched, the next `times` (0: all the rest) get `action`.
+///
+/// ```ignore
+/// // The answer to the lock's create is lost once; the SDK's retry meets the claim it created.
+/// let faults = Faults::new().rule(Rule::new("^PutParameter$", RuleAction::LoseAnswer).body("/lock\""));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rule {
+    /// Regex on the operation name.
+    pub operation: String,
+    /// A substring the body must contain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// The signing name the request must have (`ssm`, `lambda`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// What to do.
+    pub action: RuleAction,
+    /// How many matching requests get the action (0: every one after `after`).
+    pub times: u64,
+    /// How many matching requests to let through first.
+    pub after: u64,
+}
+
+impl Rule {
+    /// `action` on the first request whose operation matches `operation`.
+    pub fn new(operation: &str, action: RuleAction) -> Self {
+        Rule {
+            operation: operation.to_owned(),
+            body: None,
+            service: None,
+            action,
+            times: 1,
+            after: 0,
+        }
+    }
+
+    /// Only requests whose body contains `needle`.
+    pub fn body(mut self, needle: &str) -> Self {
+        self.body = Some(needle.to_owned());
+        self
+    }
+
+    /// Only requests signed for `service`.
+    pub fn service(mut self, service: &str) -> Self {
+        self.service = Some(service.to_owned());
+        self
+    }
+
+    /// Acts on `times` matching requests (0: all of them, after `after`).
+    pub fn times(mut self, times: u64) -> Self {
+        self.times = times;
+        self
+    }
+
+    /// Lets the first `after` matching requests through untouched.
+    pub fn after(mut self, after: u64) -> Self {
+        self.after = after;
+        self
+    }
 }
 
 /// Holds every request whose operation matches `operation` (a regex, e.g. `^PutParameter$`, or
@@ -120,6 +206,12 @@ impl Faults {
         self
     }
 
+    /// With one more rule.
+    pub fn rule(mut self, rule: Rule) -> Self {
+        self.rules.push(rule);
+        self
+    }
+
     fn json(&self) -> String {
         serde_json::to_string(self).expect("the fault configuration serializes")
     }
@@ -147,13 +239,32 @@ pub struct Faulted {
     pub http503: u64,
     /// Dropped connections.
     pub drop: u64,
+    /// Access denied by a rule.
+    #[serde(default)]
+    pub deny: u64,
+    /// Answers lost by a rule (the request was forwarded).
+    #[serde(default)]
+    pub lose_answer: u64,
 }
 
 impl Faulted {
     /// All faulted requests.
     pub fn total(&self) -> u64 {
-        self.throttle + self.http500 + self.http503 + self.drop
+        self.throttle + self.http500 + self.http503 + self.drop + self.deny + self.lose_answer
     }
+}
+
+/// A configured rule and its counts (`rules` in the proxy's counts, in configuration order).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct RuleStats {
+    /// The rule's operation regex.
+    pub operation: String,
+    /// The rule's action (`lose_answer`, `deny`, …).
+    pub action: String,
+    /// Matching requests seen.
+    pub matched: u64,
+    /// Requests the rule acted on.
+    pub fired: u64,
 }
 
 /// What the proxy saw and did (`GET /_faultproxy/stats`).
@@ -188,6 +299,9 @@ pub struct ProxyStats {
     pub services: std::collections::BTreeMap<String, Row>,
     /// Per `<signing name> <operation>`.
     pub operations: std::collections::BTreeMap<String, Row>,
+    /// The configured rules with their counts.
+    #[serde(default)]
+    pub rules: Vec<RuleStats>,
 }
 
 impl fmt::Display for ProxyStats {
@@ -219,6 +333,13 @@ impl fmt::Display for ProxyStats {
             .collect();
         if !services.is_empty() {
             write!(f, "; faulted/seen per service: {}", services.join(", "))?;
+        }
+        for rule in &self.rules {
+            write!(
+                f,
+                "; rule {} {}: matched {}, fired {}",
+                rule.operation, rule.action, rule.matched, rule.fired
+            )?;
         }
         Ok(())
     }

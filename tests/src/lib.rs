@@ -25,8 +25,9 @@
 //!   ([`Testbed::sdk_config`]), the environment for a child `deployer` ([`Testbed::env`]), the
 //!   registry ([`Registry`]) and the image builder ([`Builder`]).
 //! - [`FixtureRepo`]: a temporary git repository to write, commit and edit files in.
-//! - [`Deployer`]: runs the already built `deployer` binary ([`deployer_bin`]) and returns its
-//!   exit code, stdout and stderr. Tests never build the workspace themselves.
+//! - [`Deployer`]: runs the already built `deployer` binary ([`deployer_bin`]), or a crate's
+//!   example program ([`example_bin`]), and returns its exit code, stdout and stderr. Tests
+//!   never build the workspace themselves.
 //! - [`unique_name`]: names that do not collide between tests sharing one moto.
 //! - [`http`]: a tiny blocking HTTP/1.1 client for the registry and moto's own endpoints.
 //! - [`FaultProxy`] ([`faultproxy`]): a fault-injecting proxy in front of moto, one per test
@@ -52,9 +53,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use bed::{
     Builder, BuilderOutput, MANIFEST_ACCEPT, Moto, Part, REGION, Registry, Testbed,
-    file_path as testbed_file,
+    file_path as testbed_file, sha256_digest,
 };
-pub use deployer::{Deployer, RunOutput, deployer_bin};
+pub use deployer::{Deployer, RunOutput, deployer_bin, example_bin};
 pub use example::ExampleRepo;
 pub use faultproxy::{FaultProxy, Faults, ProxyStats};
 pub use fixture::FixtureRepo;

@@ -1,13 +1,19 @@
 //! `cargo xtask demo`: deployer end to end on this machine, no AWS account needed.
 //!
-//! 1. builds the `deployer` binary;
+//! 1. builds the `deployer` binary, showing cargo's progress (on a fresh clone that compiles
+//!    the AWS SDK: minutes, said up front);
 //! 2. brings up the local AWS test bed (moto, a registry, the Docker engine or buildah) —
-//!    installing Debian's `docker-registry` first when it is missing and we run as root;
+//!    installing Debian's `docker-registry` first when it is missing and we run as root; the
+//!    first run creates moto's Python venv, showing pip's progress;
 //! 3. copies the example monorepo `examples/acme` into a fresh git repository;
 //! 4. creates its infrastructure in the emulator (`examples/acme/infra/create_resources.py`,
-//!    the stand-in for CDK or Terraform): an ECS service, an AgentCore runtime, two Lambdas;
-//! 5. deploys all four services, edits one file under `backend/src/agents/`, and deploys
-//!    again: only inference-api is rebuilt and rolled, the other three are unchanged;
+//!    the stand-in for CDK or Terraform): an ECS service, an AgentCore runtime, two Lambdas, a
+//!    SageMaker endpoint, the repositories table;
+//! 5. deploys every service (the config service writes the repository rows), edits one file
+//!    under `backend/src/agents/` and onboards one more repository (a new file under
+//!    `config/repositories/`), shows the plan (the rows it writes), and deploys again: only
+//!    inference-api is rebuilt and rolled and only the new row is written, the others are
+//!    unchanged;
 //! 6. tears the test bed down.
 
 use std::path::{Path, PathBuf};
@@ -25,12 +31,18 @@ pub(crate) fn run(args: &[&str]) -> Result<()> {
     }
     let total = Instant::now();
     let root = crate::project_root();
-    println!("deployer demo: an example monorepo shipped to a local AWS emulator\n");
+    println!("deployer demo: an example monorepo shipped to a local AWS emulator");
+    println!(
+        "The first run compiles deployer and the AWS SDK (several minutes on 2 cores; cargo's \
+         progress follows) and installs moto into a Python venv (about a minute); later runs \
+         take seconds.\n"
+    );
 
     step("1. build deployer (cargo build -p deployer-cli)", || {
+        // Not --quiet: cargo's progress (stderr) is what shows a first build is not stuck.
         let status = Command::new(env!("CARGO"))
             .current_dir(&root)
-            .args(["build", "--quiet", "-p", "deployer-cli"])
+            .args(["build", "-p", "deployer-cli"])
             .status()
             .context("cannot run cargo")?;
         if !status.success() {
@@ -48,9 +60,10 @@ pub(crate) fn run(args: &[&str]) -> Result<()> {
     ensure_registry_installed()?;
     let dir = layout.root.join(format!("demo-{}", std::process::id()));
     let file = dir.join("testbed.json");
-    let bed = step("2. start the local AWS test bed", || {
-        testbed::up(&layout, &file, &dir, Some(std::process::id()))
-    })?;
+    let bed = step(
+        "2. start the local AWS test bed (the first run also creates moto's Python venv)",
+        || testbed::up(&layout, &file, &dir, Some(std::process::id())),
+    )?;
     let result = demo(&root, &deployer, &bed);
     let down = bed.down();
     let _ = std::fs::remove_dir_all(&dir);
@@ -97,7 +110,7 @@ fn demo(root: &Path, deployer: &Path, bed: &testbed::Running) -> Result<()> {
     std::fs::write(work.join("aws-config"), "")?;
     let env = aws_env(&moto.url, &work.join("aws-config"));
     let outputs = step(
-        "4. create the infrastructure (stand-in for CDK/Terraform: ECS, AgentCore, 2 Lambdas)",
+        "4. create the infrastructure (stand-in for CDK/Terraform: ECS, AgentCore, 2 Lambdas, SageMaker, a DynamoDB table)",
         || {
             let output = Command::new(&moto.python)
                 .current_dir(&repo)
@@ -147,7 +160,7 @@ fn demo(root: &Path, deployer: &Path, bed: &testbed::Running) -> Result<()> {
     };
 
     println!(
-        "\n5. first deploy: `deployer deploy --all` builds three images and a zip, rolls all four out\n"
+        "\n5. first deploy: `deployer deploy --all` builds four images and a zip, rolls them out, writes the repository rows\n"
     );
     let start = Instant::now();
     let (ok, summary) = run_deployer(&["deploy", "--all"])?;
@@ -168,6 +181,15 @@ fn demo(root: &Path, deployer: &Path, bed: &testbed::Running) -> Result<()> {
         &repo,
         &["commit", "--quiet", "-am", "planner: cap the steps"],
     )?;
+    println!(
+        "   onboard acme/mobile: add config/repositories/acme-mobile.yaml (a row of the repositories table)"
+    );
+    std::fs::write(
+        repo.join("config/repositories/acme-mobile.yaml"),
+        "pk: repo#acme/mobile\nsk: config\nrepository: acme/mobile\ndefault_branch: main\nenabled: true\nagent:\n  model: anthropic.claude-sonnet\n  max_turns: 30\n",
+    )?;
+    git(&repo, &["add", "-A"])?;
+    git(&repo, &["commit", "--quiet", "-m", "onboard acme/mobile"])?;
 
     println!("\n   `deployer plan`:\n");
     let (_, plan) = run_deployer(&["plan"])?;
@@ -218,11 +240,16 @@ fn demo(root: &Path, deployer: &Path, bed: &testbed::Running) -> Result<()> {
         .filter(|s| s["action"] == "updated")
         .filter_map(|s| s["service"].as_str())
         .collect();
-    if updated != ["inference-api"] {
-        bail!("expected only inference-api to roll, got {updated:?}");
+    if updated != ["inference-api", "repositories"] {
+        bail!("expected only inference-api and repositories to change, got {updated:?}");
     }
+    let written = services
+        .iter()
+        .find(|s| s["service"] == "repositories")
+        .and_then(|s| s["ids"]["written"].as_str())
+        .unwrap_or("?");
     println!(
-        "   only inference-api was rebuilt and rolled; the others cost a registry and a service lookup each"
+        "   only inference-api was rebuilt and rolled, and {written} row was written to the repositories table; the others cost a registry and a service lookup each"
     );
     let _ = std::fs::remove_dir_all(&work);
     Ok(())

@@ -80,8 +80,23 @@ pub(crate) fn run(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// The cli features (= the kinds) of the selected services.
+/// The cli features of the selected services: their kinds, and `codebuild` for those whose
+/// images build there (`builder = "codebuild"` on the service, or on `[project]` unless the
+/// service says `local`).
 fn features_for(manifest: &std::path::Path, services: &[String]) -> Result<BTreeSet<String>> {
+    let mut features = BTreeSet::new();
+    for (_, set) in feature_sets(manifest, services)? {
+        features.extend(set);
+    }
+    Ok(features)
+}
+
+/// Per selected service (all when `services` is empty), the cli features its jobs need, as
+/// `deployer ci github` names them: the kind, then `codebuild` when it builds there.
+pub(crate) fn feature_sets(
+    manifest: &std::path::Path,
+    services: &[String],
+) -> Result<Vec<(String, Vec<String>)>> {
     let text = std::fs::read_to_string(manifest)
         .with_context(|| format!("cannot read {}", manifest.display()))?;
     let doc: toml::Table = text.parse().with_context(|| {
@@ -94,7 +109,17 @@ fn features_for(manifest: &std::path::Path, services: &[String]) -> Result<BTree
         .get("services")
         .and_then(|s| s.as_table())
         .context("the manifest has no [services]")?;
-    let mut features = BTreeSet::new();
+    let project_builder = doc
+        .get("project")
+        .and_then(|p| p.get("builder"))
+        .and_then(|b| b.as_str());
+    let all: Vec<String> = table.keys().cloned().collect();
+    let services = if services.is_empty() {
+        &all[..]
+    } else {
+        services
+    };
+    let mut sets = Vec::new();
     for service in services {
         let kind = table
             .get(service)
@@ -106,7 +131,15 @@ fn features_for(manifest: &std::path::Path, services: &[String]) -> Result<BTree
                     manifest.display()
                 )
             })?;
-        features.insert(kind.to_owned());
+        let builder = table[service]
+            .get("builder")
+            .and_then(|b| b.as_str())
+            .or(project_builder);
+        let mut set = vec![kind.to_owned()];
+        if kind != "lambda-zip" && builder == Some("codebuild") {
+            set.push("codebuild".to_owned());
+        }
+        sets.push((service.clone(), set));
     }
-    Ok(features)
+    Ok(sets)
 }

@@ -4,7 +4,8 @@
 //!
 //! - **moto**: `xtask/testbed/moto_launcher.py` (moto plus our patches, one port for every AWS
 //!   service) run by the Python of a venv with the pinned `moto[server]` (`target/testbed/venv`,
-//!   created once, see [`venv`]). The launcher binds port 0 and reports the port in a file.
+//!   created once, see [`venv`]; it also holds the pinned zizmor, `venv/bin/zizmor`, which the
+//!   generated-workflow test runs). The launcher binds port 0 and reports the port in a file.
 //! - **registry**: Debian's `docker-registry` (distribution 2.8) with a config written here
 //!   (`xtask/testbed/registry.yml.in`) and a fresh storage dir, run under
 //!   `xtask/testbed/supervise.py`, which removes the storage when the registry stops.

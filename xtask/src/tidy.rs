@@ -6,6 +6,8 @@ use std::process::Command;
 
 use crate::project_root;
 
+mod docs;
+
 /// Workspace members, from the root manifest.
 fn members() -> Vec<PathBuf> {
     let root = project_root();
@@ -137,6 +139,9 @@ const IMAGE_SIDE: &[&str] = &[
     "deployer-agentcore",
     "deployer-lambda-image",
     "deployer-sagemaker",
+    "deployer-codebuild",
+    "aws-sdk-codebuild",
+    "aws-sdk-cloudwatchlogs",
     "oci-client",
     "oci-spec",
     "bollard",
@@ -167,6 +172,57 @@ fn zip_only_cli_has_no_image_code() {
     );
 }
 
+/// A config-only build (`--features config`) is as slim as the zip-only one: no image side,
+/// and no Lambda either — DynamoDB, SSM and S3 only.
+#[test]
+fn config_only_cli_has_no_image_code() {
+    let slim = tree(
+        "deployer-cli",
+        &["--no-default-features", "--features", "config"],
+    );
+    let names = crate_names(&slim);
+    let found: Vec<&&str> = IMAGE_SIDE
+        .iter()
+        .chain(&["aws-sdk-lambda", "deployer-lambda", "zip"])
+        .filter(|c| names.contains(c))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "the config-only cli build pulls in {found:?}"
+    );
+    for wanted in [
+        "deployer-config",
+        "aws-sdk-dynamodb",
+        "aws-sdk-ssm",
+        "aws-sdk-s3",
+    ] {
+        assert!(
+            names.contains(&wanted),
+            "the config-only build lost {wanted}:\n{slim}"
+        );
+    }
+    let zip_only = tree(
+        "deployer-cli",
+        &["--no-default-features", "--features", "lambda-zip"],
+    );
+    assert!(
+        !crate_names(&zip_only).contains(&"aws-sdk-dynamodb"),
+        "the zip-only build should not carry the config deployer:\n{zip_only}"
+    );
+}
+
+#[test]
+fn config_deployer_has_no_image_code() {
+    let names = tree("deployer-config", &[]);
+    let names = crate_names(&names);
+    let found: Vec<&&str> = IMAGE_SIDE
+        .iter()
+        .chain(&["aws-sdk-lambda", "reqwest", "hyper-rustls"])
+        .filter(|c| names.contains(c))
+        .collect();
+    assert!(found.is_empty(), "deployer-config depends on {found:?}");
+}
+
 #[test]
 fn zip_deployer_has_no_image_code() {
     let names = tree("deployer-lambda-zip", &[]);
@@ -193,6 +249,89 @@ fn core_and_hasher_know_no_aws_and_no_docker() {
                 !crate_names(&names).contains(&network),
                 "{package} must do no network I/O but depends on {network}"
             );
+        }
+    }
+}
+
+/// deployer-aws is the plumbing every deployer shares, built on the smithy runtime types only:
+/// it must work with any service's client and add no service SDK to a build (the zip-only cli
+/// keeps its tree), and it knows no image tooling.
+#[test]
+fn the_shared_aws_plumbing_depends_on_no_service_sdk() {
+    let names = tree("deployer-aws", &[]);
+    let names = crate_names(&names);
+    let found: Vec<&&str> = names
+        .iter()
+        .filter(|n| {
+            n.starts_with("aws-sdk-")
+                || IMAGE_SIDE.contains(n)
+                || n.starts_with("deployer-") && !["deployer-core", "deployer-aws"].contains(n)
+        })
+        .collect();
+    assert!(found.is_empty(), "deployer-aws depends on {found:?}");
+    assert!(
+        names.contains(&"aws-smithy-runtime-api"),
+        "deployer-aws should be built on aws-smithy-runtime-api:\n{names:?}"
+    );
+}
+
+/// deployer-engine drives any `Deployer`: it knows no compute target and no image tooling —
+/// only the store it keeps its records and lock in (SSM by default, whose errors it shows
+/// through deployer-aws).
+#[test]
+fn the_engine_knows_no_compute_target_and_no_docker() {
+    let names = tree("deployer-engine", &[]);
+    let names = crate_names(&names);
+    let found: Vec<&&str> = names
+        .iter()
+        .filter(|n| {
+            (n.starts_with("aws-sdk-") && **n != "aws-sdk-ssm")
+                || IMAGE_SIDE.contains(n)
+                || n.starts_with("deployer-")
+                    && !["deployer-core", "deployer-engine", "deployer-aws"].contains(n)
+        })
+        .collect();
+    assert!(found.is_empty(), "deployer-engine depends on {found:?}");
+    let bare = tree("deployer-engine", &["--no-default-features"]);
+    assert!(
+        !crate_names(&bare)
+            .iter()
+            .any(|n| n.starts_with("aws-") || *n == "deployer-aws"),
+        "deployer-engine without its `ssm` feature must need no AWS crate:\n{bare}"
+    );
+}
+
+/// One path per behaviour: the flows that change a service (apply, restart, rollback, wait)
+/// are driven by deployer-engine only; the cli and xtask never call those trait methods by
+/// hand (each hand-written flow forgot a different check).
+#[test]
+fn only_the_engine_drives_the_deploy_flows() {
+    for dir in ["cli/src", "xtask/src"] {
+        for entry in walk(&project_root().join(dir)) {
+            if entry.ends_with("tidy.rs") {
+                continue;
+            }
+            let text = fs::read_to_string(&entry).unwrap();
+            for (number, line) in text.lines().enumerate() {
+                let code = line.trim_start();
+                if code.starts_with("//") {
+                    continue;
+                }
+                for call in [
+                    ".apply(&",
+                    ".restart(&",
+                    ".rollback(&",
+                    ".wait(&",
+                    "deploy_with(",
+                ] {
+                    assert!(
+                        !code.contains(call),
+                        "{}:{}: `{call}` drives a deploy flow by hand; go through deployer-engine",
+                        entry.display(),
+                        number + 1
+                    );
+                }
+            }
         }
     }
 }
@@ -238,4 +377,121 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     files
+}
+
+/// Every `.rs` file of the workspace, skipping build output (`target/`) and hidden directories
+/// (`.git`, `.cargo`).
+fn workspace_sources() -> Vec<PathBuf> {
+    fn visit(dir: &Path, files: &mut Vec<PathBuf>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if path.is_dir() {
+                if name != "target" && !name.starts_with('.') {
+                    visit(&path, files);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    visit(&project_root(), &mut files);
+    files
+}
+
+#[test]
+fn no_sdk_error_is_shown_through_display_error_context() {
+    // `DisplayErrorContext` ends with the `Debug` form of the error and of the raw HTTP
+    // response, whose body may carry secrets (a Lambda `GetFunction` answer holds the
+    // function's environment values). SDK errors are shown as `Code: message` or their chain of
+    // causes, one line (see `deployer_aws::error_line`). Comments may name it.
+    let needle = "DisplayErrorContext";
+    let this_file = project_root().join("xtask/src/tidy.rs");
+    let mut found = Vec::new();
+    for path in workspace_sources() {
+        if path == this_file {
+            continue;
+        }
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        for (number, line) in text.lines().enumerate() {
+            if !line.trim_start().starts_with("//") && line.contains(needle) {
+                found.push(format!(
+                    "{}:{}: {}",
+                    path.display(),
+                    number + 1,
+                    line.trim()
+                ));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "{needle} shows the raw response (secrets included); write the error as `Code: message` or its chain of causes instead:\n{}",
+        found.join("\n")
+    );
+}
+
+/// Whether `path` is test code: a `tests` directory or module file, or test fixtures.
+fn is_test_source(path: &Path) -> bool {
+    path.components().any(|c| c.as_os_str() == "tests")
+        || path
+            .file_name()
+            .is_some_and(|name| name == "tests.rs" || name == "testing.rs")
+}
+
+/// One classification and one line for SDK errors (`deployer_aws::classify`, `error_line`):
+/// outside deployer-aws no library or cli code reads an SDK error's code or message, or keeps
+/// its own list of throttling codes, so "retryable" and "not found" mean the same everywhere
+/// and no report shows more of an answer than `Code: message`. Test code may.
+#[test]
+fn sdk_errors_are_classified_and_shown_by_deployer_aws_only() {
+    let allowed = project_root().join("deployer-aws");
+    let this_file = project_root().join("xtask/src/tidy.rs");
+    let mut found = Vec::new();
+    for path in workspace_sources() {
+        if path.starts_with(&allowed)
+            || path == this_file
+            || is_test_source(&path)
+            || path.starts_with(project_root().join("xtask"))
+        {
+            continue;
+        }
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        let reads_sdk_errors = text.contains("ProvideErrorMetadata") || text.contains("SdkError");
+        let code = text
+            .find("#[cfg(test)]\nmod tests")
+            .map_or(text.as_str(), |end| &text[..end]);
+        for (number, line) in code.lines().enumerate() {
+            let line = line.trim_start();
+            if line.starts_with("//") {
+                continue;
+            }
+            let metadata =
+                reads_sdk_errors && (line.contains(".code()") || line.contains(".message()"));
+            let codes = [
+                "\"ThrottlingException\"",
+                "\"TooManyRequestsException\"",
+                "\"ServiceUnavailableException\"",
+            ]
+            .iter()
+            .any(|needle| line.contains(needle));
+            if metadata || codes {
+                found.push(format!("{}:{}: {line}", path.display(), number + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "SDK errors are classified and shown by deployer_aws (classify, error_line, Failure) only:\n{}",
+        found.join("\n")
+    );
 }

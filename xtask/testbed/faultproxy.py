@@ -43,6 +43,32 @@ reaches moto. ``operation`` is matched against the operation: the ``X-Amz-Target
 a kill land between two calls ("the tag write has been sent and not applied: kill now"), watching
 ``holding`` in the counts.
 
+``rules`` (a list) inject one fault into chosen requests rather than a share of all of them::
+
+    {"operation": "^PutParameter$", "body": "/lock\"", "service": "ssm",
+     "action": "lose_answer", "times": 1, "after": 0}
+
+A request matches a rule when ``operation`` (a regex, as for holds) matches its operation, the
+body contains ``body`` (a substring; omitted: any body) and, when given, ``service`` is its
+signing name. Each rule counts its matching requests: the first ``after`` (default 0) go on
+untouched, the next ``times`` (default 1; 0: all of them) get the rule's ``action``; later
+matches go on untouched. Rules are tried in list order and the first that fires decides (later
+rules do not see that request); a request a rule fired on is neither held nor diced. Actions:
+
+``lose_answer``
+    The request IS forwarded to the target (it takes effect there), then the connection is
+    closed without an answer: a reply lost on the way back. The SDK retries (a dropped
+    connection is transient), and the retry meets the state the first attempt created
+    (``ParameterAlreadyExists``, a conflict, ...).
+``deny``
+    A non-retryable ``AccessDeniedException`` in the request's protocol (HTTP 400 for
+    awsJson, which is how AWS sends it there; 403 ``AccessDenied`` for the others); never
+    forwarded. The SDK does not retry it: the calling code gets it at once.
+``throttle``, ``http500``, ``http503``, ``drop``
+    As the share-driven faults above (never forwarded).
+
+Rules and their counts are replaced with the configuration (``PUT /_faultproxy/config``).
+
 Control endpoints (never faulted, never forwarded)
 --------------------------------------------------
 - ``GET /_faultproxy/stats``: the counts as JSON (below).
@@ -56,6 +82,10 @@ the ``amz-sdk-request: attempt=N; max=M`` header, is above 1), ``exhausted`` (fa
 into an SDK call's last attempt: the calling code saw the error), ``max_attempt``, ``invocations``
 (distinct ``amz-sdk-invocation-id`` values: SDK operation calls), and per signing name
 ``services`` and per operation ``operations`` (``requests``, ``faulted``, ``retries``).
+``rules`` lists each configured rule (in order) with ``matched`` (matching requests seen) and
+``fired`` (requests it acted on); faults a rule injects are also counted in ``faulted`` (under
+their kind, with ``deny`` and ``lose_answer`` as kinds of their own) and in the per-service and
+per-operation ``faulted`` counts (a lost answer counts as forwarded and faulted).
 
 Only the standard library is used; SIGTERM stops it; with ``DEPLOYER_TESTBED_OWNER_PID`` set it
 ends when that process ends (owner.py). Loopback only.
@@ -84,6 +114,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import owner  # noqa: E402  (after the path setup above)
 
 FAULT_KINDS = ("throttle", "http500", "http503", "drop")
+# What a rule may do: the share-driven kinds, and two that only rules inject.
+RULE_ACTIONS = (*FAULT_KINDS, "deny", "lose_answer")
 # Headers that belong to one hop, not to the request or response.
 HOP_BY_HOP = {
     "connection",
@@ -106,7 +138,7 @@ class Config:
     """What to inject; see the module doc."""
 
     def __init__(self, raw: dict[str, Any]) -> None:
-        known = {"seed", "latency", "latency_ms", "services", "holds", *FAULT_KINDS}
+        known = {"seed", "latency", "latency_ms", "services", "holds", "rules", *FAULT_KINDS}
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
@@ -120,8 +152,55 @@ class Config:
             (re.compile(hold.get("operation", "")), hold.get("body"), int(hold.get("ms", 0)))
             for hold in raw.get("holds") or []
         ]
+        self.rules = [Rule(rule) for rule in raw.get("rules") or []]
         self.seed = raw.get("seed")
         self.raw = raw
+
+
+class Rule:
+    """One targeted fault (module doc, ``rules``), with its counts."""
+
+    KEYS = {"operation", "body", "service", "action", "times", "after"}
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        if not isinstance(raw, dict):
+            raise ValueError(f"a rule is an object, not {raw!r}")
+        unknown = set(raw) - self.KEYS
+        if unknown:
+            raise ValueError(f"unknown rule keys: {sorted(unknown)}")
+        self.action = raw.get("action")
+        if self.action not in RULE_ACTIONS:
+            raise ValueError(f"rule action must be one of {RULE_ACTIONS}, not {self.action!r}")
+        self.operation = re.compile(raw.get("operation", ""))
+        self.body = raw.get("body")
+        self.service = raw.get("service")
+        self.times = int(raw.get("times", 1))
+        self.after = int(raw.get("after", 0))
+        if self.times < 0 or self.after < 0:
+            raise ValueError(f"rule times and after must be >= 0: {raw}")
+        self.raw = raw
+        self.matched = 0
+        self.fired = 0
+
+    def matches(self, service: str, operation: str, body: bytes) -> bool:
+        return (
+            (self.service is None or self.service == service)
+            and self.operation.search(operation) is not None
+            and (self.body is None or self.body.encode() in body)
+        )
+
+    def take(self) -> bool:
+        """Counts one matching request; whether the rule acts on it. Call under the state lock."""
+        self.matched += 1
+        if self.matched <= self.after:
+            return False
+        if self.times and self.fired >= self.times:
+            return False
+        self.fired += 1
+        return True
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.raw, "matched": self.matched, "fired": self.fired}
 
 
 class Stats:
@@ -132,7 +211,7 @@ class Stats:
     def reset(self) -> None:
         self.requests = 0
         self.forwarded = 0
-        self.faulted = {kind: 0 for kind in FAULT_KINDS}
+        self.faulted = {kind: 0 for kind in RULE_ACTIONS}
         self.delayed = 0
         self.delay_ms = 0
         self.held = 0
@@ -161,6 +240,7 @@ class Stats:
             "invocations": len(self.invocation_ids),
             "services": self.services,
             "operations": self.operations,
+            "rules": [rule.as_json() for rule in STATE.config.rules],
         }
 
 
@@ -198,6 +278,21 @@ class State:
                     break
             delay = config.latency > 0 and self.random.random() < config.latency
             return fault, delay
+
+    def rule_for(self, service: str, operation: str, body: bytes) -> str | None:
+        """The action of the first rule that fires on this request, or None. Every rule tried
+        that matches counts the request."""
+        with self.lock:
+            for rule in self.config.rules:
+                if rule.matches(service, operation, body) and rule.take():
+                    return rule.action
+            return None
+
+    def reset_rules(self) -> None:
+        with self.lock:
+            for rule in self.config.rules:
+                rule.matched = 0
+                rule.fired = 0
 
 
 STATE: State
@@ -264,8 +359,12 @@ class Handler(BaseHTTPRequestHandler):
         attempt = int(attempt_match.group(1)) if attempt_match else 1
         max_match = MAX_ATTEMPTS.search(sdk_request)
         last_attempt = max_match is not None and attempt >= int(max_match.group(1))
-        hold = self.hold_for(operation, body)
-        fault, delay = (None, False) if hold is not None else STATE.draw(service)
+        fault = STATE.rule_for(service, operation, body)
+        hold = None if fault is not None else self.hold_for(operation, body)
+        if fault is not None or hold is not None:
+            delay = False
+        else:
+            fault, delay = STATE.draw(service)
         stats = STATE.stats
         with stats.lock:
             stats.requests += 1
@@ -315,6 +414,12 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return
+        if fault == "lose_answer":
+            # Forwarded (it takes effect), then the answer is lost on the way back.
+            self.forward(body, answer=False)
+            with stats.lock:
+                stats.forwarded += 1
+            return
         if fault is not None:
             self.reply(*error_response(fault, self.protocol(service), service))
             return
@@ -351,7 +456,9 @@ class Handler(BaseHTTPRequestHandler):
                 return ms
         return None
 
-    def forward(self, body: bytes) -> None:
+    def forward(self, body: bytes, answer: bool = True) -> None:
+        """Sends the request to the target and its answer back; with ``answer=False`` the
+        target's answer is read and thrown away, and the client's connection closed unanswered."""
         connection = http.client.HTTPConnection(STATE.target_host, STATE.target_port, timeout=300)
         try:
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
@@ -359,6 +466,13 @@ class Handler(BaseHTTPRequestHandler):
             connection.request(self.command, self.path, body=body, headers=headers)
             response = connection.getresponse()
             data = response.read()
+            if not answer:
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
             out = [(k, v) for k, v in response.getheaders() if k.lower() not in HOP_BY_HOP]
             self.reply(response.status, out, data)
         except OSError as error:
@@ -379,6 +493,7 @@ class Handler(BaseHTTPRequestHandler):
             elif route == ("POST", "/_faultproxy/reset"):
                 with STATE.stats.lock:
                     STATE.stats.reset()
+                STATE.reset_rules()
                 document = {"reset": True}
             else:
                 self.reply(404, [("Content-Type", "text/plain")], b"unknown control route\n")
@@ -392,6 +507,8 @@ class Handler(BaseHTTPRequestHandler):
 def error_response(fault: str, protocol: str, service: str) -> tuple[int, list[tuple[str, str]], bytes]:
     """The status, headers and body of an injected error in the request's protocol."""
     request_id = f"faultproxy-{random.getrandbits(64):016x}"
+    if fault == "deny":
+        return deny_response(protocol, request_id)
     status, code, message = {
         "throttle": (400, "ThrottlingException", "Rate exceeded"),
         "http500": (500, "InternalFailure", "deployer-faultproxy: injected HTTP 500"),
@@ -427,6 +544,29 @@ def error_response(fault: str, protocol: str, service: str) -> tuple[int, list[t
         status, code, message = 503, "SlowDown", "Please reduce your request rate."
     body = f"<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>".encode()
     return status, [("Content-Type", "application/xml"), ("x-amz-request-id", request_id)], body
+
+
+def deny_response(protocol: str, request_id: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    """A non-retryable access-denied error in the request's protocol (rule action ``deny``)."""
+    message = "deployer-faultproxy: injected AccessDeniedException (a rule denied this request)"
+    if protocol == "json":
+        body = json.dumps({"__type": "AccessDeniedException", "message": message}).encode()
+        return 400, [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-RequestId", request_id)], body
+    if protocol == "restjson":
+        headers = [
+            ("Content-Type", "application/json"),
+            ("x-amzn-errortype", "AccessDeniedException"),
+            ("x-amzn-RequestId", request_id),
+        ]
+        return 403, headers, json.dumps({"message": message}).encode()
+    if protocol == "query":
+        body = (
+            "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>"
+            f"<Message>{message}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+        ).encode()
+        return 403, [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], body
+    body = f"<Error><Code>AccessDenied</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>".encode()
+    return 403, [("Content-Type", "application/xml"), ("x-amz-request-id", request_id)], body
 
 
 class Server(ThreadingHTTPServer):

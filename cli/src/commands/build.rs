@@ -8,7 +8,8 @@ use super::finish;
 use crate::args::{BuildArgs, Global};
 use crate::exit::Exit;
 use crate::output::Printer;
-use crate::rollout::{self, Mode};
+use crate::rollout;
+use deployer_engine::{Action, Mode};
 
 pub(crate) async fn run(
     global: &Global,
@@ -17,22 +18,23 @@ pub(crate) async fn run(
 ) -> anyhow::Result<Exit> {
     let (ctx, tags) =
         super::prepare_images(global, &args.select.services, args.builder.map(Into::into)).await?;
-    let mode = if args.dry_run {
-        Mode::BuildDryRun
-    } else {
-        Mode::Build
+    let mode = Mode::Build {
+        dry_run: args.dry_run,
     };
     let reports = rollout::run_all(ctx.clone(), tags, mode).await;
     finish(&ctx, "build", &reports);
     let built = reports
         .iter()
-        .filter(|r| r.built && r.kind.is_image())
+        .filter(|r| r.result.built && r.result.kind.is_image())
         .count();
     let mut text = rollout::summary(&reports);
     if !args.dry_run {
         text.push_str(&format!(
             "\n{built} image(s) built and pushed, {} already in the registry\n",
-            reports.iter().filter(|r| r.action == "in_registry").count()
+            reports
+                .iter()
+                .filter(|r| r.result.action == Action::InRegistry)
+                .count()
         ));
     }
     printer.result(

@@ -4,11 +4,13 @@
 
 use serde_json::json;
 
+use deployer_engine::Mode;
+
 use super::finish;
 use crate::args::{DeployArgs, Global};
 use crate::exit::{Exit, UsageError};
 use crate::output::Printer;
-use crate::rollout::{self, Mode, ServiceReport};
+use crate::rollout;
 
 pub(crate) async fn run(
     global: &Global,
@@ -34,34 +36,12 @@ pub(crate) async fn run(
         );
         return Ok(exit);
     }
+    // `--changed` deploys what is behind: every selected service goes through the same flow,
+    // and the ones that are not behind cost only their reads (no lock, no write).
     let mode = Mode::Deploy {
         wait: !args.no_wait,
     };
-    let reports = if args.changed {
-        // Plan first; deploy only what is behind. The unchanged ones are reported as such.
-        let planned = rollout::run_all(ctx.clone(), tags.clone(), Mode::Plan).await;
-        let behind: Vec<_> = tags
-            .into_iter()
-            .zip(&planned)
-            .filter(|(_, plan)| plan.error.is_some() || plan.action != "unchanged")
-            .map(|(tag, _)| tag)
-            .collect();
-        let mut deployed = rollout::run_all(ctx.clone(), behind, mode)
-            .await
-            .into_iter();
-        planned
-            .into_iter()
-            .map(|plan| {
-                if plan.action == "unchanged" && plan.error.is_none() {
-                    plan
-                } else {
-                    deployed.next().unwrap_or(plan)
-                }
-            })
-            .collect::<Vec<ServiceReport>>()
-    } else {
-        rollout::run_all(ctx.clone(), tags, mode).await
-    };
+    let reports = rollout::run_all(ctx.clone(), tags, mode).await;
     let exit = rollout::exit_of(&reports);
     finish(&ctx, "deploy", &reports);
     printer.result(

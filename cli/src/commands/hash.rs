@@ -14,7 +14,7 @@ pub(crate) async fn run(
 ) -> anyhow::Result<Exit> {
     let manifest = super::load_manifest(global)?;
     let services = super::select(&manifest, names)?;
-    let tags = inputs::tags(&manifest, &services).await?;
+    let tags = inputs::tags(&manifest, &services, inputs::Bases::AsConfigured).await?;
     let mut text = String::new();
     for tag in &tags {
         text.push_str(&format!("{:<24} {}\n", tag.service, tag.tag));

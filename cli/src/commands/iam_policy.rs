@@ -57,7 +57,21 @@ pub(crate) async fn run(
         services.push((index, facts?));
     }
     services.sort_by_key(|(index, _)| *index);
+    // A build without CodeBuild support refuses those services at deploy time.
+    #[cfg(feature = "codebuild")]
+    let codebuild = selected
+        .iter()
+        .filter_map(|name| ctx.manifest.codebuild(&ctx.manifest.services[name]))
+        .map(|settings| iam::CodeBuildFacts {
+            project: settings.project,
+            bucket: settings.bucket,
+            key_prefix: deployer_codebuild::key_prefix(&ctx.manifest.project.name),
+        })
+        .collect();
+    #[cfg(not(feature = "codebuild"))]
+    let codebuild = Vec::new();
     let facts = Facts {
+        codebuild,
         ecr: ecr(&ctx, &selected, &account),
         account,
         ssm_prefix: ctx.manifest.project.ssm_prefix.clone(),
@@ -118,7 +132,7 @@ async fn caller(ctx: &Context) -> anyhow::Result<Account> {
         .map_err(|error| {
             anyhow!(
                 "sts:GetCallerIdentity failed (are AWS credentials configured?): {}",
-                crate::aws::sdk_message(&error)
+                deployer_aws::error_line(&error)
             )
         })?;
     let arn = identity
@@ -177,21 +191,17 @@ fn ecr(_: &Context, _: &[String], _: &Account) -> Option<iam::Ecr> {
     )),
     allow(dead_code)
 )]
-fn read_failed<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+fn read_failed<E: ProvideErrorMetadata + std::error::Error + 'static>(
     operation: &str,
     what: &str,
-    error: &aws_sdk_ssm::error::SdkError<E, R>,
+    error: &aws_sdk_ssm::error::SdkError<E, aws_sdk_ssm::config::http::HttpResponse>,
 ) -> anyhow::Error {
-    let not_found = error.code().is_some_and(|code| code.contains("NotFound"))
-        || error
-            .message()
-            .is_some_and(|m| m.contains("not find") || m.contains("does not exist"));
-    if not_found {
-        return UsageError(format!("{what} does not exist ({operation}: {}); check deployer.toml and the AWS account and region", error.message().unwrap_or("not found"))).into();
+    if deployer_aws::classify(error) == deployer_aws::ErrorClass::NotFound {
+        return UsageError(format!("{what} does not exist ({operation}: {}); check deployer.toml and the AWS account and region", deployer_aws::error_line(error))).into();
     }
     anyhow!(
         "{operation} on {what} failed: {}",
-        crate::aws::sdk_message(error)
+        deployer_aws::error_line(error)
     )
 }
 
@@ -208,6 +218,7 @@ async fn facts_of(
         name: service.name.clone(),
         repository: service.image.as_ref().map(|image| image.repository.clone()),
         smoke_invoke,
+        remote_build: ctx.manifest.codebuild(service).is_some(),
         live: live(ctx, account, service).await?,
     })
 }
@@ -316,11 +327,52 @@ async fn live(ctx: &Context, ctx_account: &Account, service: &Service) -> anyhow
         }
         #[cfg(feature = "sagemaker")]
         Target::Sagemaker(target) => sagemaker(sdk, target).await,
+        #[cfg(feature = "config")]
+        Target::Config(target) => Ok(config(ctx, ctx_account, service, target)),
         #[allow(unreachable_patterns)]
         _ => Err(crate::targets::require(service).err().map_or_else(
             || anyhow!("kind {} is not compiled into this build", service.kind),
             anyhow::Error::new,
         )),
+    }
+}
+
+/// A config service's facts come from the manifest (its lookups resolved): the table's ARN
+/// in the caller's account and region (or as written, when it is one), the prefix, the bucket.
+#[cfg(feature = "config")]
+fn config(
+    ctx: &Context,
+    account: &Account,
+    service: &Service,
+    target: &deployer_core::manifest::ConfigTarget,
+) -> Live {
+    use deployer_core::manifest::ConfigStore;
+    let project = &ctx.manifest.project;
+    let names = deployer_config::Names::of(
+        &project.name,
+        &project.ssm_prefix,
+        &service.name,
+        target.s3_key_prefix.as_deref(),
+    );
+    let store = match &target.store {
+        ConfigStore::Dynamodb { table, .. } if table.starts_with("arn:") => {
+            iam::ConfigStoreFacts::Table { arn: table.clone() }
+        }
+        ConfigStore::Dynamodb { table, .. } => iam::ConfigStoreFacts::Table {
+            arn: format!(
+                "arn:{}:dynamodb:{}:{}:table/{table}",
+                account.partition, account.region, account.account
+            ),
+        },
+        ConfigStore::Ssm { prefix } => iam::ConfigStoreFacts::Parameters {
+            prefix: prefix.clone(),
+        },
+    };
+    Live::Config {
+        store,
+        marker: names.marker,
+        bucket: target.s3_bucket.clone(),
+        key_prefix: names.key_prefix,
     }
 }
 

@@ -24,7 +24,7 @@ mod wait;
 
 pub(crate) async fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<Exit> {
     match cli.command {
-        Command::Validate(select) => validate::run(&cli.global, &select.services, printer),
+        Command::Validate(select) => validate::run(&cli.global, &select.services, printer).await,
         Command::Hash(select) => hash::run(&cli.global, &select.services, printer).await,
         Command::Plan(args) => plan::run(&cli.global, &args, printer).await,
         Command::Build(args) => build::run(&cli.global, &args, printer).await,
@@ -32,7 +32,7 @@ pub(crate) async fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<Exit
         Command::Wait(select) => wait::run(&cli.global, &select.services, printer).await,
         Command::Status(select) => status::run(&cli.global, &select.services, printer).await,
         Command::Rollback(args) => rollback::run(&cli.global, &args.services, printer).await,
-        Command::Ci(args) => ci::run(&cli.global, &args, printer),
+        Command::Ci(args) => ci::run(&cli.global, &args, printer).await,
         Command::IamPolicy(select) => iam_policy::run(&cli.global, &select.services, printer).await,
     }
 }
@@ -107,13 +107,19 @@ async fn prepare_scoped(
     std::sync::Arc<crate::context::Context>,
     Vec<crate::inputs::ServiceTag>,
 )> {
-    let (ctx, selected) = context(global, names, builder, images_only).await?;
+    let manifest = load_manifest(global)?;
+    let selected = selected_names(&manifest, names)?;
+    // The tags come first: they are local, so a Dockerfile that copies what `inputs` leave out
+    // is reported (exit 2) before any AWS call, lookup or builder probe.
     let services: Vec<&Service> = selected
         .iter()
-        .map(|name| &ctx.manifest.services[name])
+        .map(|name| &manifest.services[name])
         .collect();
-    let tags = crate::inputs::tags(&ctx.manifest, &services).await?;
-    Ok((ctx, tags))
+    let tags =
+        crate::inputs::tags(&manifest, &services, crate::inputs::Bases::AsConfigured).await?;
+    let ctx =
+        crate::context::Context::new(global, manifest, &selected, builder, images_only).await?;
+    Ok((std::sync::Arc::new(ctx), tags))
 }
 
 /// Like [`prepare`] without tags, for commands that act on what is recorded.
@@ -132,13 +138,17 @@ async fn context(
     images_only: bool,
 ) -> anyhow::Result<(std::sync::Arc<crate::context::Context>, Vec<String>)> {
     let manifest = load_manifest(global)?;
-    let selected: Vec<String> = select(&manifest, names)?
-        .iter()
-        .map(|s| s.name.clone())
-        .collect();
+    let selected = selected_names(&manifest, names)?;
     let ctx =
         crate::context::Context::new(global, manifest, &selected, builder, images_only).await?;
     Ok((std::sync::Arc::new(ctx), selected))
+}
+
+fn selected_names(manifest: &Manifest, names: &[String]) -> anyhow::Result<Vec<String>> {
+    Ok(select(manifest, names)?
+        .iter()
+        .map(|s| s.name.clone())
+        .collect())
 }
 
 /// The services selected by `--service` (all when none), each compiled into this build.

@@ -7,7 +7,8 @@ use super::finish;
 use crate::args::{Global, PlanArgs};
 use crate::exit::Exit;
 use crate::output::Printer;
-use crate::rollout::{self, Mode, ServiceReport};
+use crate::rollout::{self, ServiceReport};
+use deployer_engine::Mode;
 
 pub(crate) async fn run(
     global: &Global,
@@ -22,11 +23,11 @@ pub(crate) async fn run(
         let include: Vec<_> = reports
             .iter()
             .filter(|r| r.pending_change())
-            .map(|r| json!({ "service": r.service, "kind": r.kind }))
+            .map(|r| json!({ "service": r.result.service, "kind": r.result.kind }))
             .collect();
         printer.line(&json!({ "include": include }).to_string());
     } else {
-        let names: Vec<String> = reports.iter().map(|r| r.service.clone()).collect();
+        let names: Vec<String> = reports.iter().map(|r| r.result.service.clone()).collect();
         let stages = ctx.manifest.stages(&names);
         let mut text = table(&reports);
         if stages.len() > 1 {
@@ -49,7 +50,8 @@ fn table(reports: &[ServiceReport]) -> String {
         "{:<24} {:<13} {:<13} {:<25} {:<25} {:<9}\n",
         "SERVICE", "KIND", "ACTION", "TAG", "RECORDED TAG (SSM)", "REGISTRY"
     );
-    for r in reports {
+    for report in reports {
+        let r = &report.result;
         let registry = match r.in_registry {
             Some(true) => "has it",
             Some(false) => "missing",
@@ -59,7 +61,7 @@ fn table(reports: &[ServiceReport]) -> String {
             "{:<24} {:<13} {:<13} {:<25} {:<25} {:<9}\n",
             r.service,
             r.kind.as_str(),
-            r.action,
+            r.action.as_str(),
             r.tag,
             r.live_tag.as_deref().unwrap_or("-"),
             registry
@@ -79,7 +81,7 @@ fn table(reports: &[ServiceReport]) -> String {
         for resolved in r.resolved.iter().filter(|r| r.service.is_some()) {
             lines.push(format!(
                 "{}: {} = {}  (from {})",
-                r.service, resolved.field, resolved.value, resolved.from
+                r.result.service, resolved.field, resolved.value, resolved.from
             ));
         }
     }
@@ -88,10 +90,11 @@ fn table(reports: &[ServiceReport]) -> String {
         text.push_str(&lines.join("\n"));
         text.push('\n');
     }
-    for r in reports {
-        match (&r.error, &r.live_summary) {
+    for report in reports {
+        let r = &report.result;
+        match (&report.error, &r.live_summary) {
             (Some(error), _) => text.push_str(&format!("\n{}: {}\n", r.service, error.message)),
-            (None, Some(summary)) if r.action != "unchanged" => {
+            (None, Some(summary)) if r.action != deployer_engine::Action::Unchanged => {
                 text.push_str(&format!(
                     "\n{}: live {}\n  wanted {}\n",
                     r.service,
@@ -101,6 +104,51 @@ fn table(reports: &[ServiceReport]) -> String {
             }
             _ => {}
         }
+        for moved in &r.moved_bases {
+            text.push_str(&format!("{}: base image moved: {moved}\n", r.service));
+        }
+        if let Some(changes) = &r.changes {
+            text.push_str(&changes_text(&r.service, changes));
+        }
+    }
+    text
+}
+
+/// A config service's items as a deploy would change them: one line per item written,
+/// deleted, kept or not owned, the attributes that change (secret values hidden), then the
+/// count of unchanged items (`--json` lists every item).
+pub(crate) fn changes_text(service: &str, changes: &deployer_core::Changes) -> String {
+    use deployer_core::Change;
+    let mut text = format!("{service}: {}\n", changes.summary());
+    for item in &changes.items {
+        let (mark, note) = match item.change {
+            Change::Added => ("+", ""),
+            Change::Changed => ("~", ""),
+            Change::Adopted => ("~", "  (adopted: it has no owner mark; `adopt = true`)"),
+            Change::Removed => ("-", ""),
+            Change::Kept => (
+                "=",
+                "  (kept: no longer in the source; `prune = true` deletes it)",
+            ),
+            Change::NotOwned => (
+                "!",
+                "  (not owned: written by IaC, by hand or by another service; not changed)",
+            ),
+            Change::Unchanged => continue,
+        };
+        text.push_str(&format!("  {mark} {}{note}\n", item.item));
+        for attribute in &item.attributes {
+            text.push_str(&format!(
+                "      {}: {} → {}\n",
+                attribute.name,
+                attribute.old.as_deref().unwrap_or("(none)"),
+                attribute.new.as_deref().unwrap_or("(none)")
+            ));
+        }
+    }
+    let unchanged = changes.count(Change::Unchanged);
+    if unchanged > 0 {
+        text.push_str(&format!("  = {unchanged} unchanged\n"));
     }
     text
 }

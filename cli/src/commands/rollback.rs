@@ -8,7 +8,8 @@ use crate::args::Global;
 use crate::exit::Exit;
 use crate::inputs::ServiceTag;
 use crate::output::Printer;
-use crate::rollout::{self, Mode};
+use crate::rollout;
+use deployer_engine::Mode;
 
 pub(crate) async fn run(
     global: &Global,

@@ -1,7 +1,7 @@
 //! `deployer status`: per service, what runs (asked of the service itself), the tag recorded in
 //! SSM, the last successful deploy recorded, whether they agree (drift), and the last outcome.
 
-use deployer_core::{Artifact, ImageArtifact, Service};
+use deployer_core::{Artifact, ImageArtifact, Presence, Service};
 use serde::Serialize;
 use serde_json::json;
 use tokio::task::JoinSet;
@@ -10,8 +10,8 @@ use crate::args::Global;
 use crate::context::Context;
 use crate::exit::{Exit, classify};
 use crate::output::Printer;
-use crate::rollout;
-use crate::state::{self, DeployRecord, LastOutcome, PendingRecord};
+use deployer_engine::Targets as _;
+use deployer_engine::records::{DeployRecord, LastOutcome, Names, PendingRecord, Records};
 
 #[derive(Debug, Serialize)]
 struct Status {
@@ -29,6 +29,14 @@ struct Status {
     in_sync: bool,
     /// What disagrees, when something does.
     drift: Vec<String>,
+    /// What would break later although everything agrees now: the recorded `previous`
+    /// deploy can no longer be rolled back to (its image left the registry, its Lambda
+    /// version was deleted).
+    warnings: Vec<String>,
+    /// A config service: the items that differ from the set applied (changed, added or
+    /// removed out of band), secret values hidden.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    items: Option<deployer_core::Changes>,
     error: Option<String>,
 }
 
@@ -52,22 +60,32 @@ pub(crate) async fn run(
     }
     statuses.sort_by_key(|(index, _)| *index);
     let statuses: Vec<Status> = statuses.into_iter().map(|(_, status)| status).collect();
+    for status in &statuses {
+        for warning in &status.warnings {
+            crate::github::warning(&status.service, warning);
+        }
+    }
     let failed = statuses.iter().any(|s| s.error.is_some());
     printer.result(&table(&statuses), &json!({ "services": statuses }));
     Ok(if failed { Exit::Failure } else { Exit::Success })
 }
 
 async fn status(ctx: &Context, service: &Service) -> Status {
-    let project = &ctx.manifest.project;
-    let (tag_parameter, state_parameter) = (
-        service.tag_parameter(project),
-        state::state_parameter(project, service),
-    );
-    let (ssm_tag, record, live) = tokio::join!(
-        ctx.state.get(&tag_parameter),
-        ctx.state.service_state(&state_parameter),
-        rollout::live_state(ctx, service),
-    );
+    let names = Names::of(&ctx.manifest.project, &service.name);
+    let target = crate::targets::CliTargets::new(ctx)
+        .deployer(service)
+        .map_err(anyhow::Error::new);
+    let (records, live) = tokio::join!(Records::read(ctx.store.as_ref(), &names), async {
+        let target = target.as_deref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let live = target.read_live().await.map_err(anyhow::Error::new)?;
+        // Targets made of items (config sets) compare each item with the set applied.
+        let items = target.drift(&live).await.map_err(anyhow::Error::new)?;
+        Ok::<_, anyhow::Error>((live, items))
+    });
+    let (ssm_tag, record) = match records {
+        Ok(records) => (Ok(records.tag), Ok(records.state)),
+        Err(error) => (Err(error.clone()), Err(error)),
+    };
     let mut status = Status {
         service: service.name.clone(),
         kind: service.kind,
@@ -80,6 +98,8 @@ async fn status(ctx: &Context, service: &Service) -> Status {
         last: None,
         in_sync: false,
         drift: Vec::new(),
+        warnings: Vec::new(),
+        items: None,
         error: None,
     };
     let mut errors = Vec::new();
@@ -96,10 +116,15 @@ async fn status(ctx: &Context, service: &Service) -> Status {
         }
         Err(error) => errors.push(error.to_string()),
     }
+    let mut item_drift = Vec::new();
     match live {
-        Ok(live) => {
+        Ok((live, items)) => {
             status.live_artifact = live.artifact;
             status.live_summary = Some(live.summary);
+            if let Some(items) = items {
+                item_drift = drifted_items(&items);
+                status.items = Some(items);
+            }
         }
         Err(error) => {
             let exit = classify(&error);
@@ -143,6 +168,7 @@ async fn status(ctx: &Context, service: &Service) -> Status {
             }
         }
     }
+    status.drift.extend(item_drift);
     if let Some(pending) = &status.pending {
         status.drift.push(format!(
             "a rollout to {} started {} is not confirmed: run `deployer wait`",
@@ -150,7 +176,49 @@ async fn status(ctx: &Context, service: &Service) -> Status {
         ));
     }
     status.in_sync = status.drift.is_empty();
+    if let (Some(previous), Ok(target)) = (&status.previous, &target) {
+        let artifacts = crate::engine::CliArtifacts::new(ctx, &[]);
+        match deployer_engine::restorable(service, previous, target.as_ref(), &artifacts).await {
+            Ok(Presence::Present) => {}
+            Ok(Presence::Gone { why }) => status.warnings.push(format!(
+                "`deployer rollback` would fail: the previous deploy ({}, {}) cannot be restored: {why}",
+                previous.tag, previous.artifact
+            )),
+            Err(error) => status.warnings.push(format!(
+                "cannot tell whether the previous deploy ({}) can be restored: {error}",
+                previous.tag
+            )),
+        }
+    }
     status
+}
+
+/// One drift line per item that differs from the set applied.
+fn drifted_items(items: &deployer_core::Changes) -> Vec<String> {
+    use deployer_core::Change;
+    items
+        .items
+        .iter()
+        .map(|item| {
+            let what = match item.change {
+                Change::Added => {
+                    "is in the set applied but not in the store (deleted out of band)".to_owned()
+                }
+                Change::Removed => {
+                    "is in the store with this service's mark but not in the set applied".to_owned()
+                }
+                Change::NotOwned | Change::Adopted => {
+                    "lost this service's owner mark (changed out of band)".to_owned()
+                }
+                _ => {
+                    let names: Vec<&str> =
+                        item.attributes.iter().map(|a| a.name.as_str()).collect();
+                    format!("changed out of band: {}", names.join(", "))
+                }
+            };
+            format!("item {} {what}", item.item)
+        })
+        .collect()
 }
 
 fn recorded_matches(recorded: &DeployRecord, live: &str) -> bool {
@@ -204,6 +272,9 @@ fn table(statuses: &[Status]) -> String {
         ));
         for drift in &s.drift {
             text.push_str(&format!("  drift: {drift}\n"));
+        }
+        for warning in &s.warnings {
+            text.push_str(&format!("  warning: {warning}\n"));
         }
         if let Some(last) = s.last.as_ref().filter(|l| !l.ok) {
             text.push_str(&format!(

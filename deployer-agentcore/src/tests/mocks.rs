@@ -456,3 +456,71 @@ async fn the_live_summary_names_variables_but_hides_values() {
     assert_eq!(live.ids["status"], "READY");
     super::assert_no_secrets("the live state", &format!("{live:?}"));
 }
+
+/// Someone else's deploy landed between our update and our poll: the runtime is READY on a
+/// later version, but with another image. That is not our rollout having succeeded: recording
+/// our image would name what does not run.
+#[tokio::test(start_paused = true)]
+async fn ready_on_a_later_version_with_another_image_is_a_failure() {
+    let theirs = format!(
+        "{}@sha256:3333333333333333333333333333333333333333333333333333333333333333",
+        super::REPOSITORY
+    );
+    let read = gets(vec![runtime(AgentRuntimeStatus::Ready, "7", &old_uri())]);
+    let reread = gets(vec![runtime(AgentRuntimeStatus::Ready, "7", &old_uri())]);
+    let update = update("8");
+    let wait = gets(vec![
+        runtime(AgentRuntimeStatus::Updating, "8", &new_uri()),
+        runtime(AgentRuntimeStatus::Ready, "9", &theirs),
+    ]);
+    let run = run(&deployer(&[&read, &reread, &update, &wait])).await;
+    match run.error() {
+        DeployError::RolloutFailed { reason, .. } => {
+            assert!(reason.contains("version 9"), "{reason}");
+            assert!(reason.contains(&theirs), "{reason}");
+            assert!(reason.contains(&new_uri()), "{reason}");
+        }
+        other => panic!("expected a rollout failure, got {other:?}"),
+    }
+}
+
+/// A later version that runs the wanted image (another run deployed the same release) is
+/// reached.
+#[tokio::test(start_paused = true)]
+async fn ready_on_a_later_version_with_the_wanted_image_is_reached() {
+    let read = gets(vec![runtime(AgentRuntimeStatus::Ready, "7", &old_uri())]);
+    let reread = gets(vec![runtime(AgentRuntimeStatus::Ready, "7", &old_uri())]);
+    let update = update("8");
+    let wait = gets(vec![runtime(AgentRuntimeStatus::Ready, "9", &new_uri())]);
+    let run = run(&deployer(&[&read, &reread, &update, &wait])).await;
+    assert_eq!(run.outcome().action, Action::Updated);
+    assert_eq!(run.outcome().ids["version"], "9");
+}
+
+/// A fence that says no: the run lost its deploy lock.
+struct LockLost;
+
+impl deployer_core::Fence for LockLost {
+    fn check(&self) -> Result<(), String> {
+        Err("the deploy lock of agent was taken over".into())
+    }
+}
+
+/// A run that lost its deploy lock sends no `UpdateAgentRuntime`.
+#[tokio::test(start_paused = true)]
+async fn a_fenced_run_sends_no_update() {
+    let read = gets(vec![runtime(AgentRuntimeStatus::Ready, "7", &old_uri())]);
+    let reread = gets(vec![runtime(AgentRuntimeStatus::Ready, "7", &old_uri())]);
+    let update = update("8");
+    let deployer = deployer(&[&read, &reread, &update]);
+    let progress =
+        deployer_core::Progress::discard("agent").with_fence(std::sync::Arc::new(LockLost));
+    let error = deployer_core::deploy(&deployer, &super::wanted(), &progress, &super::policy())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, DeployError::Fenced { call, .. } if call == "UpdateAgentRuntime"),
+        "{error:?}"
+    );
+    assert_eq!(update.num_calls(), 0);
+}

@@ -43,12 +43,22 @@ pub const PROJECT: &[ProjectKey] = &[
     ProjectKey {
         name: "builder",
         required: false,
-        doc: "docker | podman | buildah; default: the first one found",
+        doc: "docker | podman | buildah | codebuild; default: the first one found on this machine",
+    },
+    ProjectKey {
+        name: "codebuild",
+        required: false,
+        doc: "{ project, bucket, compute, arm }: the CodeBuild project and S3 bucket images build with (builder = \"codebuild\")",
     },
     ProjectKey {
         name: "ssm_write",
         required: false,
         doc: "after-rollout (default) | after-push",
+    },
+    ProjectKey {
+        name: "base_images",
+        required: false,
+        doc: "as-written (default) | resolve: the tag covers the digests FROM tags name now",
     },
     ProjectKey {
         name: "concurrency",
@@ -100,7 +110,7 @@ pub const SERVICE: &[ServiceKey] = &[
         name: "kind",
         applies: Applies::All,
         required: true,
-        doc: "ecs | agentcore | lambda-image | lambda-zip | sagemaker",
+        doc: "ecs | agentcore | lambda-image | lambda-zip | sagemaker | config",
     },
     ServiceKey {
         name: "timeout",
@@ -153,8 +163,8 @@ pub const SERVICE: &[ServiceKey] = &[
     ServiceKey {
         name: "inputs",
         applies: Applies::Image,
-        required: true,
-        doc: "globs of the files whose content decides the image",
+        required: false,
+        doc: "globs of the files whose content decides the image; default: derived from the Dockerfile's COPY/ADD sources",
     },
     ServiceKey {
         name: "repository",
@@ -167,6 +177,18 @@ pub const SERVICE: &[ServiceKey] = &[
         applies: Applies::Image,
         required: false,
         doc: "table of --build-arg values",
+    },
+    ServiceKey {
+        name: "builder",
+        applies: Applies::Image,
+        required: false,
+        doc: "codebuild | local: where this image builds (default: [project] builder)",
+    },
+    ServiceKey {
+        name: "codebuild",
+        applies: Applies::Image,
+        required: false,
+        doc: "{ project, bucket, compute, arm } over [project]'s, for builder = \"codebuild\"",
     },
     ServiceKey {
         name: "cluster",
@@ -248,9 +270,9 @@ pub const SERVICE: &[ServiceKey] = &[
     },
     ServiceKey {
         name: "source",
-        applies: Applies::Only(&[Kind::LambdaZip]),
+        applies: Applies::Only(&[Kind::LambdaZip, Kind::Config]),
         required: true,
-        doc: "directory zipped",
+        doc: "directory zipped (lambda-zip); directory of JSON, TOML and YAML item files (config)",
     },
     ServiceKey {
         name: "exclude",
@@ -260,19 +282,62 @@ pub const SERVICE: &[ServiceKey] = &[
     },
     ServiceKey {
         name: "s3_bucket",
-        applies: Applies::Only(&[Kind::LambdaZip]),
+        applies: Applies::Only(&[Kind::LambdaZip, Kind::Config]),
         required: false,
-        doc: "bucket for zips above the direct-upload limit",
+        doc: "bucket for zips above the direct-upload limit (lambda-zip); bucket keeping the copy of every applied set, required (config)",
     },
     ServiceKey {
         name: "s3_key_prefix",
-        applies: Applies::Only(&[Kind::LambdaZip]),
+        applies: Applies::Only(&[Kind::LambdaZip, Kind::Config]),
         required: false,
         doc: "key prefix in s3_bucket",
     },
+    ServiceKey {
+        name: "schema",
+        applies: Applies::Only(&[Kind::Config]),
+        required: false,
+        doc: "JSON Schema file every item is validated against",
+    },
+    ServiceKey {
+        name: "dynamodb",
+        applies: Applies::Only(&[Kind::Config]),
+        required: false,
+        doc: "write items to a table: { table = \"…\" | lookup, key = [\"pk\", \"sk\"] } (this or `ssm`)",
+    },
+    ServiceKey {
+        name: "ssm",
+        applies: Applies::Only(&[Kind::Config]),
+        required: false,
+        doc: "write one parameter per leaf: { prefix = \"/…\" | lookup } (this or `dynamodb`)",
+    },
+    ServiceKey {
+        name: "secret",
+        applies: Applies::Only(&[Kind::Config]),
+        required: false,
+        doc: "attribute or leaf names whose values are secret (redacted; SecureString in SSM)",
+    },
+    ServiceKey {
+        name: "prune",
+        applies: Applies::Only(&[Kind::Config]),
+        required: false,
+        doc: "delete items deployer wrote that the source no longer has (default false: reported)",
+    },
+    ServiceKey {
+        name: "adopt",
+        applies: Applies::Only(&[Kind::Config]),
+        required: false,
+        doc: "take over existing items without deployer's owner mark (default false: never touched)",
+    },
 ];
 
-const TOP: &[&str] = &["project", "services"];
+/// Keys of `[ci]`.
+pub const CI: &[ProjectKey] = &[ProjectKey {
+    name: "install",
+    required: false,
+    doc: "where CI gets deployer: { release, version, sha256 } | { git, rev }",
+}];
+
+const TOP: &[&str] = &["project", "services", "ci"];
 
 /// Reports unknown keys, unknown kinds and missing keys.
 pub(super) fn check(doc: &Doc<'_, '_>, diags: &mut Diagnostics) {
@@ -312,6 +377,17 @@ pub(super) fn check(doc: &Doc<'_, '_>, diags: &mut Diagnostics) {
             }
         }
         Some((span, _)) => diags.error(span, "`project` must be a table".into(), None),
+    }
+    match top.get("ci").map(|v| (v.span(), v.get_ref())) {
+        None => {}
+        Some((_, DeValue::Table(ci))) => {
+            for (key, _) in ci.iter() {
+                if !CI.iter().any(|k| k.name == key.get_ref().as_ref()) {
+                    let _ = unknown(diags, key, "in [ci]", CI.iter().map(|k| k.name));
+                }
+            }
+        }
+        Some((span, _)) => diags.error(span, "`ci` must be a table".into(), None),
     }
     match top.get("services").map(|v| (v.span(), v.get_ref())) {
         None | Some((_, DeValue::Table(_))) => {}

@@ -68,6 +68,11 @@ pub const FIELDS: &[&str] = &[
     "endpoint",
     "repository",
     "registry",
+    "table",
+    "prefix",
+    "s3_bucket",
+    "codebuild.project",
+    "codebuild.bucket",
 ];
 
 const KINDS: &[&str] = &["ssm", "env", "cfn_output", "tf_output"];

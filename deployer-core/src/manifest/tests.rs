@@ -1,4 +1,5 @@
 use std::fs;
+use std::time::Duration;
 
 use super::*;
 
@@ -759,5 +760,340 @@ fn stages_follow_dependencies() {
             .into_iter()
             .collect::<Vec<_>>(),
         vec!["app-api", "inference-api"]
+    );
+}
+
+#[test]
+fn inputs_may_be_left_out_to_derive_them_from_the_dockerfile() {
+    let dir = repo();
+    let text = EXAMPLE.replace(
+        "inputs = [\"backend/src/apis/app_api/**\", \"backend/pyproject.toml\", \"backend/uv.lock\"]\n",
+        "",
+    );
+    assert_ne!(text, EXAMPLE, "the example's app-api inputs line");
+    let manifest = parse(&dir, &text).unwrap();
+    assert_eq!(
+        manifest.services["app-api"].image.as_ref().unwrap().inputs,
+        None
+    );
+    let listed = parse(&dir, EXAMPLE).unwrap();
+    assert!(
+        listed.services["app-api"]
+            .image
+            .as_ref()
+            .unwrap()
+            .inputs
+            .is_some()
+    );
+    // An explicit empty list is still refused: it says "no file decides the image".
+    let empty = text.replace("[services.app-api]\n", "[services.app-api]\ninputs = []\n");
+    let error = one_error(&dir, &empty);
+    assert!(error.message.contains("`inputs` is empty"), "{error:?}");
+}
+
+#[test]
+fn base_images_are_as_written_unless_resolve_is_asked() {
+    let dir = repo();
+    assert_eq!(
+        parse(&dir, EXAMPLE).unwrap().project.base_images,
+        BaseImages::AsWritten
+    );
+    let resolve = EXAMPLE.replace("[project]\n", "[project]\nbase_images = \"resolve\"\n");
+    assert_eq!(
+        parse(&dir, &resolve).unwrap().project.base_images,
+        BaseImages::Resolve
+    );
+    let wrong = EXAMPLE.replace("[project]\n", "[project]\nbase_images = \"latest\"\n");
+    let error = one_error(&dir, &wrong);
+    assert!(
+        error.message.contains("unknown base_images `latest`"),
+        "{error:?}"
+    );
+}
+
+const CONFIG: &str = r#"[project]
+name = "acme"
+
+[services.repos]
+kind = "config"
+source = "config/repos"
+schema = "config/repo.schema.json"
+dynamodb = { table = { ssm = "/acme/repos/table" }, key = ["pk", "sk"] }
+secret = ["webhook_secret"]
+prune = true
+s3_bucket = "acme-deployer"
+"#;
+
+fn config_repo() -> tempfile::TempDir {
+    let dir = repo();
+    fs::create_dir_all(dir.path().join("config/repos")).unwrap();
+    fs::write(dir.path().join("config/repo.schema.json"), "{}").unwrap();
+    dir
+}
+
+#[test]
+fn a_config_service_parses_with_its_lookups() {
+    let dir = config_repo();
+    let manifest = parse(&dir, CONFIG).unwrap();
+    let service = &manifest.services["repos"];
+    assert_eq!(service.kind, Kind::Config);
+    assert!(!service.kind.is_image());
+    assert!(service.image.is_none());
+    assert_eq!(
+        service.lookups["table"],
+        Lookup::Ssm {
+            name: "/acme/repos/table".into()
+        }
+    );
+    let Target::Config(target) = &service.target else {
+        panic!("not a config target: {:?}", service.target);
+    };
+    assert_eq!(target.source, "config/repos");
+    assert_eq!(target.schema.as_deref(), Some("config/repo.schema.json"));
+    assert_eq!(target.secret, ["webhook_secret"]);
+    assert!(target.prune && !target.adopt);
+    assert_eq!(
+        target.store,
+        ConfigStore::Dynamodb {
+            table: String::new(),
+            key: vec!["pk".into(), "sk".into()]
+        }
+    );
+    let mut resolved = service.clone();
+    assert!(resolved.resolve("table", "acme-repositories".into()));
+    assert!(resolved.lookups.is_empty());
+    let Target::Config(target) = &resolved.target else {
+        unreachable!()
+    };
+    assert!(
+        matches!(&target.store, ConfigStore::Dynamodb { table, .. } if table == "acme-repositories")
+    );
+    assert!(!resolved.resolve("prefix", "/x".into()));
+}
+
+#[test]
+fn a_config_service_writes_to_exactly_one_store() {
+    let dir = config_repo();
+    let both = CONFIG.replace("secret = ", "ssm = { prefix = \"/acme/flags\" }\nsecret = ");
+    let error = one_error(&dir, &both);
+    assert!(
+        error.message.contains("both `dynamodb` and `ssm`"),
+        "{error}"
+    );
+    let neither = CONFIG.replace(
+        "dynamodb = { table = { ssm = \"/acme/repos/table\" }, key = [\"pk\", \"sk\"] }\n",
+        "",
+    );
+    let error = one_error(&dir, &neither);
+    assert!(
+        error.message.contains("needs `dynamodb` or `ssm`"),
+        "{error}"
+    );
+    assert_eq!(error.line, 4);
+}
+
+#[test]
+fn config_keys_are_checked_where_they_are_written() {
+    let dir = config_repo();
+    let bad_key = CONFIG.replace("key = [\"pk\", \"sk\"]", "key = [\"pk\", \"pk\"]");
+    let error = one_error(&dir, &bad_key);
+    assert!(error.message.contains("`dynamodb.key`"), "{error}");
+    assert_eq!(error.line, 8);
+    let no_bucket = CONFIG.replace("s3_bucket = \"acme-deployer\"\n", "");
+    let error = one_error(&dir, &no_bucket);
+    assert!(error.message.contains("missing `s3_bucket`"), "{error}");
+    let bad_prefix = CONFIG.replace(
+        "dynamodb = { table = { ssm = \"/acme/repos/table\" }, key = [\"pk\", \"sk\"] }",
+        "ssm = { prefix = \"acme/flags/\" }",
+    );
+    let error = one_error(&dir, &bad_prefix);
+    assert!(
+        error.message.contains("ssm prefix `acme/flags/`"),
+        "{error}"
+    );
+    let missing_schema = CONFIG.replace("repo.schema.json", "nope.json");
+    let error = one_error(&dir, &missing_schema);
+    assert!(
+        error
+            .message
+            .contains("schema `config/nope.json` does not exist"),
+        "{error}"
+    );
+    let bad_secret = CONFIG.replace("[\"webhook_secret\"]", "[\"a..b\"]");
+    let error = one_error(&dir, &bad_secret);
+    assert!(error.message.contains("`secret` entry `a..b`"), "{error}");
+    let unknown = CONFIG.replace("key = [", "keys = [");
+    let error = one_error(&dir, &unknown);
+    assert!(error.message.contains("keys"), "{error}");
+    let foreign = CONFIG.replace("prune = true", "publish = true");
+    let error = one_error(&dir, &foreign);
+    assert!(
+        error.message.contains("not a field of kind `config`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn codebuild_settings_merge_per_field_and_may_be_lookups() {
+    let dir = repo();
+    let text = EXAMPLE
+        .replace(
+            "[project]\n",
+            "[project]\nbuilder = \"codebuild\"\ncodebuild = { project = { ssm = \"/acme/codebuild/project\" }, bucket = \"acme-build-contexts\" }\n",
+        )
+        .replace(
+            "[services.rag-ingestion]\n",
+            "[services.rag-ingestion]\nbuilder = \"local\"\n",
+        )
+        .replace(
+            "[services.inference-api]\n",
+            "[services.inference-api]\ncodebuild = { compute = \"BUILD_GENERAL1_MEDIUM\", bucket = { env = \"ARM_BUCKET\" } }\n",
+        );
+    let mut manifest = parse(&dir, &text).unwrap();
+    assert_eq!(manifest.project.build_on, BuildOn::CodeBuild);
+    assert_eq!(manifest.project.builder, None);
+    assert_eq!(
+        manifest.project.lookups["codebuild.project"],
+        Lookup::Ssm {
+            name: "/acme/codebuild/project".into()
+        }
+    );
+    let app = manifest.codebuild(&manifest.services["app-api"]).unwrap();
+    assert_eq!(app.bucket, "acme-build-contexts");
+    assert_eq!(app.project, "", "a lookup not resolved yet");
+    assert_eq!(app.compute, CodeBuild::DEFAULT_COMPUTE);
+    assert!(!app.arm, "linux/amd64 builds on the x86 fleet");
+    assert_eq!(
+        manifest.codebuild(&manifest.services["rag-ingestion"]),
+        None,
+        "builder = \"local\" overrides [project]"
+    );
+    assert_eq!(
+        manifest.codebuild(&manifest.services["artifact-render"]),
+        None
+    );
+    manifest
+        .project
+        .resolve("codebuild.project", "acme-images".into());
+    assert!(
+        manifest
+            .services
+            .get_mut("inference-api")
+            .unwrap()
+            .resolve("codebuild.bucket", "acme-arm-contexts".into())
+    );
+    let agent = manifest
+        .codebuild(&manifest.services["inference-api"])
+        .unwrap();
+    assert_eq!(
+        agent,
+        CodeBuild {
+            project: "acme-images".into(),
+            bucket: "acme-arm-contexts".into(),
+            compute: "BUILD_GENERAL1_MEDIUM".into(),
+            arm: true,
+        }
+    );
+    assert!(manifest.project.lookups.is_empty());
+    assert!(manifest.services["inference-api"].lookups.is_empty());
+}
+
+#[test]
+fn codebuild_needs_a_project_and_a_bucket_and_an_arm_that_fits() {
+    let dir = repo();
+    let text = EXAMPLE.replace(
+        "[services.app-api]\n",
+        "[services.app-api]\nbuilder = \"codebuild\"\ncodebuild = { project = \"acme-images\" }\n",
+    );
+    let error = one_error(&dir, &text);
+    assert!(error.message.contains("no `codebuild.bucket`"), "{error:?}");
+    let arm = EXAMPLE.replace(
+        "[services.app-api]\n",
+        "[services.app-api]\nbuilder = \"codebuild\"\ncodebuild = { project = \"p\", bucket = \"acme-b\", arm = true }\n",
+    );
+    let error = one_error(&dir, &arm);
+    assert!(error.message.contains("ARM fleet"), "{error:?}");
+    let typo = EXAMPLE.replace(
+        "[services.app-api]\n",
+        "[services.app-api]\nbuilder = \"codebuild\"\ncodebuild = { project = \"p\", bucket = \"acme-b\", compte = \"BUILD_GENERAL1_SMALL\" }\n",
+    );
+    let error = one_error(&dir, &typo);
+    assert!(error.message.contains("unknown key `compte`"), "{error:?}");
+    assert!(
+        error.help.as_deref().unwrap_or("").contains("compute"),
+        "{error:?}"
+    );
+    let local_name = EXAMPLE.replace(
+        "[services.app-api]\n",
+        "[services.app-api]\nbuilder = \"podman\"\n",
+    );
+    let error = one_error(&dir, &local_name);
+    assert!(
+        error.message.contains("unknown builder `podman`"),
+        "{error:?}"
+    );
+    let zip = EXAMPLE.replace(
+        "[services.artifact-render]\n",
+        "[services.artifact-render]\nbuilder = \"codebuild\"\n",
+    );
+    let error = one_error(&dir, &zip);
+    assert!(
+        error.message.contains("not a field of kind `lambda-zip`"),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn ci_install_is_a_pinned_release_or_a_commit() {
+    let dir = repo();
+    assert_eq!(parse(&dir, EXAMPLE).unwrap().ci.install, None);
+    let sha = "a".repeat(64);
+    let release = format!(
+        "{EXAMPLE}\n[ci]\ninstall = {{ release = \"https://github.com/acme/deployer/releases/download/v0.1.0/\", version = \"0.1.0\", sha256 = \"{sha}\" }}\n"
+    );
+    assert_eq!(
+        parse(&dir, &release).unwrap().ci.install,
+        Some(CiInstall::Release {
+            url: "https://github.com/acme/deployer/releases/download/v0.1.0".into(),
+            version: "0.1.0".into(),
+            sha256: sha.clone(),
+        })
+    );
+    let rev = "0123456789abcdef0123456789abcdef01234567";
+    let git = format!(
+        "{EXAMPLE}\n[ci]\ninstall = {{ git = \"https://github.com/acme/deployer\", rev = \"{rev}\" }}\n"
+    );
+    assert_eq!(
+        parse(&dir, &git).unwrap().ci.install,
+        Some(CiInstall::Git {
+            url: "https://github.com/acme/deployer".into(),
+            rev: rev.into(),
+        })
+    );
+    for (bad, needle) in [
+        (
+            "{ git = \"https://github.com/acme/deployer\", rev = \"main\" }",
+            "full commit id",
+        ),
+        (
+            "{ git = \"\", rev = \"0123456789abcdef0123456789abcdef01234567\" }",
+            "not an https URL",
+        ),
+        (
+            "{ release = \"https://x.example/r\", version = \"0.1.0\", sha256 = \"abc\" }",
+            "64 lowercase hex",
+        ),
+        (
+            "{ git = \"https://github.com/acme/deployer\", branch = \"main\" }",
+            "either `release`",
+        ),
+    ] {
+        let error = one_error(&dir, &format!("{EXAMPLE}\n[ci]\ninstall = {bad}\n"));
+        assert!(error.message.contains(needle), "{bad}: {error:?}");
+    }
+    let error = one_error(&dir, &format!("{EXAMPLE}\n[ci]\ninstal = \"x\"\n"));
+    assert!(
+        error.message.contains("unknown key `instal` in [ci]"),
+        "{error:?}"
     );
 }

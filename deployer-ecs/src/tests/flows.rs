@@ -17,20 +17,20 @@ use crate::EcsDeployer;
 
 const THROTTLED: &str = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
 
-fn client(rules: &[&Rule]) -> Client {
+pub(super) fn client(rules: &[&Rule]) -> Client {
     mock_client!(aws_sdk_ecs, RuleMode::Sequential, rules, |config| config
         .retry_config(RetryConfig::standard().with_max_attempts(3)))
 }
 
 /// DescribeServices answering `service` once.
-fn describe_services(service: Service) -> Rule {
+pub(super) fn describe_services(service: Service) -> Rule {
     mock!(Client::describe_services)
         .match_requests(|r| r.cluster() == Some(CLUSTER) && r.services() == [SERVICE])
         .then_output(move || describe(service.clone()))
 }
 
 /// DescribeTaskDefinition of the old revision, with tags asked for.
-fn describe_old_task_definition(containers: Vec<ContainerDefinition>) -> Rule {
+pub(super) fn describe_old_task_definition(containers: Vec<ContainerDefinition>) -> Rule {
     mock!(Client::describe_task_definition)
         .match_requests(|r| {
             r.task_definition() == Some(OLD_TD) && r.include() == [TaskDefinitionField::Tags]
@@ -39,7 +39,7 @@ fn describe_old_task_definition(containers: Vec<ContainerDefinition>) -> Rule {
 }
 
 /// RegisterTaskDefinition of a revision whose `web` container runs the new image.
-fn register_new_revision() -> Rule {
+pub(super) fn register_new_revision() -> Rule {
     mock!(Client::register_task_definition)
         .match_requests(|r| {
             let web = r
@@ -62,7 +62,7 @@ fn register_new_revision() -> Rule {
 }
 
 /// DescribeTaskDefinition of the family (its latest revision): the live one, nothing to reuse.
-fn describe_family_latest() -> Rule {
+pub(super) fn describe_family_latest() -> Rule {
     mock!(Client::describe_task_definition)
         .match_requests(|r| {
             r.task_definition() == Some("app-api") && r.include() == [TaskDefinitionField::Tags]
@@ -72,7 +72,7 @@ fn describe_family_latest() -> Rule {
 
 /// UpdateService to `task_definition` that changes nothing else; answers with the new PRIMARY
 /// deployment.
-fn update_service(task_definition: &'static str, force: bool) -> Rule {
+pub(super) fn update_service(task_definition: &'static str, force: bool) -> Rule {
     mock!(Client::update_service)
         .match_requests(move |r| {
             r.cluster() == Some(CLUSTER)
@@ -108,7 +108,7 @@ fn update_service(task_definition: &'static str, force: bool) -> Rule {
 
 /// The service while the new deployment rolls: `running` of 2 tasks up, the old deployment
 /// still there.
-fn rolling(running: i32, events: Vec<ServiceEvent>) -> DescribeServicesOutput {
+pub(super) fn rolling(running: i32, events: Vec<ServiceEvent>) -> DescribeServicesOutput {
     describe(service(
         NEW_TD,
         vec![
@@ -126,7 +126,7 @@ fn rolling(running: i32, events: Vec<ServiceEvent>) -> DescribeServicesOutput {
     ))
 }
 
-fn completed() -> DescribeServicesOutput {
+pub(super) fn completed() -> DescribeServicesOutput {
     describe(service(
         NEW_TD,
         vec![deployment(
@@ -154,7 +154,7 @@ fn completed() -> DescribeServicesOutput {
     ))
 }
 
-fn single_container() -> Vec<ContainerDefinition> {
+pub(super) fn single_container() -> Vec<ContainerDefinition> {
     vec![container("web", &old_image())]
 }
 
@@ -611,51 +611,6 @@ async fn code_deploy_services_are_refused() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn force_new_deployment_restarts_the_live_task_definition() {
-    let read = describe_services(stable_before());
-    let task_definition =
-        describe_old_task_definition(vec![container("web", &format!("{REPO}:latest"))]);
-    // No RegisterTaskDefinition: UpdateService on the live revision with force.
-    let update = update_service(OLD_TD, true);
-    let polls = mock!(Client::describe_services).then_output(|| {
-        describe(service(
-            OLD_TD,
-            vec![deployment(
-                NEW_DEPLOYMENT,
-                "PRIMARY",
-                OLD_TD,
-                State::Completed,
-                2,
-                0,
-            )],
-            vec![],
-        ))
-    });
-    let client = client(&[&read, &task_definition, &update, &polls]);
-    let deployer = EcsDeployer::new(client, target(None, true));
-    let outcome = deploy(&deployer, &wanted(), &Progress::discard(SERVICE), &policy())
-        .await
-        .unwrap();
-    assert_eq!(outcome.action, Action::Updated);
-    assert_eq!(outcome.ids["task_definition"], OLD_TD);
-    assert_eq!(outcome.ids["old_task_definition"], OLD_TD);
-    assert_eq!(outcome.ids["deployment"], NEW_DEPLOYMENT);
-    assert_eq!(outcome.new_artifact, Some(format!("{REPO}:latest")));
-}
-
-#[tokio::test(start_paused = true)]
-async fn force_new_deployment_refuses_another_repository() {
-    let read = describe_services(stable_before());
-    let task_definition = describe_old_task_definition(vec![container("web", "nginx:latest")]);
-    let client = client(&[&read, &task_definition]);
-    let deployer = EcsDeployer::new(client, target(None, true));
-    let error = deploy(&deployer, &wanted(), &Progress::discard(SERVICE), &policy())
-        .await
-        .unwrap_err();
-    assert!(matches!(error, DeployError::Mismatch(_)), "{error:?}");
-}
-
-#[tokio::test(start_paused = true)]
 async fn restart_forces_a_deployment_and_waits_for_it() {
     let read = describe_services(stable_before());
     let task_definition = describe_old_task_definition(single_container());
@@ -842,7 +797,7 @@ async fn a_rollout_still_in_flight_on_the_wanted_image_is_waited_for_not_restart
     let client = client(&[&read, &live_td, &polls]);
     let deployer = EcsDeployer::new(client, target(None, false));
     let live = deployer.read_live().await.unwrap();
-    assert_eq!(live.ids[crate::IN_FLIGHT], NEW_DEPLOYMENT);
+    assert_eq!(live.ids[crate::ids::IN_FLIGHT], NEW_DEPLOYMENT);
     assert!(!deployer.is_current(&live, &wanted()));
     assert!(
         live.summary.contains(
@@ -901,4 +856,47 @@ async fn a_stuck_rollout_in_flight_times_out_on_the_rerun_too() {
         matches!(&error, DeployError::Timeout { last_state, .. } if last_state == "IN_PROGRESS, running 1/2, pending 1"),
         "{error:?}"
     );
+}
+
+/// RegisterTaskDefinition carries the containers' environment values, and AWS may echo them in
+/// its error: the reported error shows `***`, never the value.
+#[tokio::test(start_paused = true)]
+async fn a_register_error_is_one_line_with_environment_values_redacted() {
+    const SECRET: &str = "hunter2-db-password";
+    let web = ContainerDefinition::builder()
+        .name("web")
+        .image(old_image())
+        .essential(true)
+        .environment(
+            aws_sdk_ecs::types::KeyValuePair::builder()
+                .name("DB_PASSWORD")
+                .value(SECRET)
+                .build(),
+        )
+        .build();
+    let read = describe_services(stable_before());
+    let task_definition = describe_old_task_definition(vec![web]);
+    let latest = describe_family_latest();
+    let register = mock!(Client::register_task_definition).then_http_response(|| {
+        aws_smithy_runtime_api::http::Response::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(400).unwrap(),
+            aws_smithy_types::body::SdkBody::from(format!(
+                r#"{{"__type":"ClientException","message":"Container.environment value\n{SECRET} is too long"}}"#
+            )),
+        )
+    });
+    let client = client(&[&read, &task_definition, &latest, &register]);
+    let deployer = EcsDeployer::new(client, target(None, false));
+    let error = deploy(&deployer, &wanted(), &Progress::discard(SERVICE), &policy())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "RegisterTaskDefinition failed: ClientException: Container.environment value *** is too long"
+    );
+    assert!(
+        matches!(&error, DeployError::Api { code: Some(code), .. } if code == "ClientException"),
+        "{error:?}"
+    );
+    assert_eq!(register.num_calls(), 1);
 }

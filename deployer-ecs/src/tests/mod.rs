@@ -1,8 +1,13 @@
-//! Tests: the deploy flows against aws-smithy-mocks sequences ([`flows`]), and field
-//! preservation over real JSON ([`fields`]).
+//! Tests: the deploy flows against aws-smithy-mocks sequences ([`flows`]; a failed PRIMARY
+//! deployment and the fence: [`failed`]; mutable tags: [`mutable`]; a failed rollout's diagnosis:
+//! [`diagnose`]), and field preservation over
+//! real JSON ([`fields`]).
 
+mod diagnose;
+mod failed;
 mod fields;
 mod flows;
+mod mutable;
 
 use std::sync::Arc;
 

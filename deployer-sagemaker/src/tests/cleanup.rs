@@ -205,3 +205,44 @@ async fn cleanup_failures_do_not_fail_the_deploy() {
         "{messages:#?}"
     );
 }
+
+/// A fence that says no: the run lost its deploy lock.
+struct LockLost;
+
+impl deployer_core::Fence for LockLost {
+    fn check(&self) -> Result<(), String> {
+        Err("the deploy lock of inference was taken over".into())
+    }
+}
+
+/// Cleanup deletes are mutations too: a run that lost its lock deletes nothing and says so.
+#[tokio::test(start_paused = true)]
+async fn a_fenced_cleanup_deletes_nothing() {
+    let delete = delete_config(E1);
+    let rules = vec![
+        describe_endpoint(endpoint(S::InService, NEW_CONFIG, None)),
+        list_configs(vec![
+            config_summary(NEW_CONFIG, 100),
+            config_summary(OLD_CONFIG, 90),
+            config_summary(E1, 80),
+        ]),
+        list_tags(arn("endpoint-config", E1), owned()),
+        describe_config(config(NEW_CONFIG, &[("AllTraffic", NEW_MODEL)])),
+        describe_config(config(OLD_CONFIG, &[("AllTraffic", OLD_MODEL)])),
+        delete.clone(),
+    ];
+    let client = client(&refs(&rules));
+    let mut target = target(None);
+    target.keep = 1;
+    let deployer = SagemakerDeployer::new(client, target, REPO.into());
+    let progress = Progress::discard("inference").with_fence(Arc::new(LockLost));
+    let error = deployer
+        .wait(&applied(), &policy(), &progress)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, deployer_core::DeployError::Fenced { call, .. } if call == "DeleteEndpointConfig"),
+        "{error:?}"
+    );
+    assert_eq!(delete.num_calls(), 0);
+}

@@ -720,3 +720,33 @@ async fn a_create_error_is_one_line_with_secrets_redacted() {
         "CreateModel failed: ValidationException: Environment value *** is too long"
     );
 }
+
+/// A fence that says no: the run lost its deploy lock.
+struct LockLost;
+
+impl deployer_core::Fence for LockLost {
+    fn check(&self) -> Result<(), String> {
+        Err("the deploy lock of inference was taken over".into())
+    }
+}
+
+/// A run that lost its deploy lock creates no model, no endpoint config, and sends no
+/// `UpdateEndpoint`.
+#[tokio::test(start_paused = true)]
+async fn a_fenced_run_creates_nothing_and_updates_nothing() {
+    let rules = all(&[read_rules(), apply_rules()]);
+    let deployer = deployer(&refs(&rules), None);
+    let progress = Progress::discard("inference").with_fence(Arc::new(LockLost));
+    let error = deploy(&deployer, &wanted(), &progress, &policy())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, DeployError::Fenced { call, .. } if call == "CreateModel"),
+        "{error:?}"
+    );
+    // read_rules: 3, apply_rules: DescribeEndpoint, ListTags, DescribeModel, then CreateModel.
+    let mutating = [&rules[6], &rules[9], &rules[10]];
+    for rule in mutating {
+        assert_eq!(rule.num_calls(), 0);
+    }
+}

@@ -4,7 +4,8 @@
 It creates, in whatever AWS endpoint the environment names (the demo and the tests point
 AWS_ENDPOINT_URL at the local moto server), what the infrastructure owns and deployer does not:
 the IAM roles, the ECS cluster, task definition and service, the AgentCore runtime, the two Lambda
-functions, and the SSM parameters through which the infrastructure hands its identifiers to the
+functions, the repositories table (and a row of its own, which deployer must leave alone), the
+bucket deployer keeps its config sets in, and the SSM parameters through which the infrastructure hands its identifiers to the
 application layer (`<ssm_prefix>/<service>/...`). It prints the identifiers as one JSON object.
 
     python3 create_resources.py --project acme --registry 127.0.0.1:5000
@@ -59,6 +60,7 @@ def main():
     iam, ecs, ssm = session.client("iam"), session.client("ecs"), session.client("ssm")
     lam, agentcore = session.client("lambda"), session.client("bedrock-agentcore-control")
     sagemaker = session.client("sagemaker")
+    dynamodb, s3 = session.client("dynamodb"), session.client("s3")
 
     task_role = role(iam, f"{p}-task", "ecs-tasks.amazonaws.com")
     execution_role = role(iam, f"{p}-execution", "ecs-tasks.amazonaws.com")
@@ -153,9 +155,26 @@ def main():
     )
     sagemaker.create_endpoint(EndpointName=f"{p}-embeddings", EndpointConfigName=f"{p}-embeddings-bootstrap")
 
+    # The agent's configuration table (deployer writes its rows) and a row IaC owns: it has no
+    # owner mark, so deployer never changes or deletes it.
+    table = f"{p}-repositories"
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.put_item(
+        TableName=table,
+        Item={"pk": {"S": "tenant#acme"}, "sk": {"S": "settings"}, "plan": {"S": "enterprise"}},
+    )
+    # The bucket deployer keeps every applied config set in (its rollback source).
+    s3.create_bucket(Bucket=f"{p}-deployer")
+
     # The identifiers the infrastructure hands to the application layer.
-    outputs = {"runtime_id": runtime["agentRuntimeId"], "cluster": p, "task_definition": task_definition}
+    outputs = {"runtime_id": runtime["agentRuntimeId"], "cluster": p, "task_definition": task_definition, "repositories_table": table}
     ssm.put_parameter(Name=f"/{p}/inference-api/runtime-id", Value=runtime["agentRuntimeId"], Type="String", Overwrite=True)
+    ssm.put_parameter(Name=f"/{p}/repositories/table", Value=table, Type="String", Overwrite=True)
     print(json.dumps(outputs))
 
 

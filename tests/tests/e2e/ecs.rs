@@ -18,24 +18,24 @@ use deployer_tests::{Deployer, FixtureRepo, RunOutput, Testbed, testbed, unique_
 use serde_json::Value;
 
 const DOCKERFILE: &str = "FROM scratch\nCOPY app.txt /app.txt\n";
-const FAIL_TAG: (&str, &str) = ("deployer-testbed:rollout", "fail");
+pub(crate) const FAIL_TAG: (&str, &str) = ("deployer-testbed:rollout", "fail");
 /// Makes the test bed add a member `testbedUnknown` (which no SDK models) to the task definition
 /// and its containers in `DescribeTaskDefinition` responses.
 const UNKNOWN_MEMBER_TAG: (&str, &str) = ("deployer-testbed:unknown-member", "testbedUnknown");
 
 /// A cluster, a service on a two-container task definition with roles, environment, secrets,
 /// logs and a health check, and a fixture repository whose `web` service deploys it.
-struct Setup {
+pub(crate) struct Setup {
     ecs: Client,
     name: String,
-    repo: FixtureRepo,
+    pub(crate) repo: FixtureRepo,
     repository: String,
     /// The task definition the service ran before any deploy.
     first: String,
 }
 
 /// The service starts on `<registry>/<repository>:<initial_tag>` (never pushed: no task runs).
-async fn setup(
+pub(crate) async fn setup(
     bed: &Testbed,
     initial_tag: &str,
     extra_tags: &[(&str, &str)],
@@ -87,6 +87,7 @@ async fn setup(
                 .log_driver(LogDriver::Awslogs)
                 .options("awslogs-group", format!("/ecs/{name}"))
                 .options("awslogs-region", "us-east-1")
+                .options("awslogs-stream-prefix", "app")
                 .build()
                 .unwrap(),
         )
@@ -199,7 +200,7 @@ fn deploy(bed: &Testbed, setup: &Setup) -> RunOutput {
     deployer.run()
 }
 
-fn web(json: &Value) -> &Value {
+pub(crate) fn web(json: &Value) -> &Value {
     let services = json["services"]
         .as_array()
         .unwrap_or_else(|| panic!("no services in {json}"));
@@ -479,8 +480,9 @@ async fn a_member_the_sdk_does_not_know_stops_the_deploy() {
     );
 }
 
-/// `force_new_deployment`: the task definition names a mutable tag; the deploy restarts the
-/// service on the live revision and waits for that deployment.
+/// `force_new_deployment`: the task definition names a mutable tag; the deploy points the tag at
+/// the new image, restarts the service on the live revision and waits for that deployment. What
+/// it rolled to (and records) is the digest the tag names, not the movable tag.
 #[tokio::test]
 async fn force_new_deployment_restarts_on_the_live_revision() {
     let Some(bed) = testbed!(moto, registry, builder) else {
@@ -495,7 +497,15 @@ async fn force_new_deployment_restarts_on_the_live_revision() {
     let report = web(&json);
     assert_eq!(report["action"], "updated", "{json}");
     assert_eq!(report["ids"]["task_definition"], setup.first.as_str());
-    assert_eq!(report["new_artifact"], mutable.as_str());
+    let digest = bed
+        .registry()
+        .head_manifest(&setup.repository, "latest")
+        .header("docker-content-digest")
+        .map(str::to_owned)
+        .expect("the mutable tag exists");
+    let pinned = format!("{}@{digest}", mutable.rsplit_once(':').unwrap().0);
+    assert_eq!(report["new_artifact"], pinned.as_str());
+    assert_eq!(report["ids"]["mutable_tag"], mutable.as_str());
     assert_eq!(
         revisions(&setup.ecs, &setup.name).await,
         1,

@@ -208,6 +208,13 @@ async fn throttling_during_the_wait_is_waited_out() {
             "{name}: the SDK's two attempts never ran out inside the wait, nothing was tested: {stats}"
         );
     }
+    // A config service's wait is one read back of its table, not a poll of a rollout: it is
+    // deployed here only so that the whole example converges.
+    example
+        .deployer(bed, None)
+        .args(["deploy", "--service", "repositories"])
+        .run()
+        .assert_success();
     assert_converged(bed, &example, "throttled waits").await;
 }
 

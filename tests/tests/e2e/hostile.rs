@@ -333,7 +333,8 @@ service = "api"
 }
 
 /// No docker, podman or buildah on PATH (git only): exit 2, naming what was tried and what to
-/// install; with `--builder podman`, naming podman.
+/// install; with `--builder podman`, naming podman. (Through `build`: a `deploy` reads the live
+/// service first, and this manifest's ECS service does not exist, which it would report first.)
 #[tokio::test]
 async fn no_image_builder_on_the_machine_is_a_configuration_error() {
     let Some(bed) = testbed!(moto, registry) else {
@@ -372,7 +373,7 @@ service = "api"
         .expect("git is on PATH");
     std::os::unix::fs::symlink(git, bin.path().join("git")).unwrap();
     let deploy = |extra: &[&str]| {
-        let mut command = command_in(bed, repo.path(), &["deploy", "--all", "--json"]);
+        let mut command = command_in(bed, repo.path(), &["build", "--json"]);
         command.args(extra).env("PATH", bin.path());
         run(command)
     };
@@ -579,10 +580,9 @@ async fn secrets_never_appear_in_any_output() {
         .send()
         .await
         .unwrap();
-    example.repo.write(
-        "backend/Dockerfile.app-api",
-        "FROM scratch\nCOPY does-not-exist /app/\n",
-    );
+    example
+        .repo
+        .write("backend/Dockerfile.app-api", "FROM scratch\nRUN exit 3\n");
     example.change_all("a failing deploy");
     let failed = record(
         "failing deploy -v",

@@ -20,9 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
-use deployer_tests::{
-    Deployer, FixtureRepo, REGION, RunOutput, Testbed, http, testbed, unique_name,
-};
+use deployer_tests::{Deployer, FixtureRepo, REGION, RunOutput, Testbed, testbed, unique_name};
 use serde_json::Value;
 
 /// moto's account.
@@ -32,6 +30,16 @@ const ACCOUNT: &str = "123456789012";
 /// where `what` ends the resource or the statement's Sid. A pair of the policy that no call
 /// needed must be listed here.
 const NOT_EXERCISED: &[(&str, &str, &str)] = &[
+    (
+        "codebuild:StopBuild",
+        "CodeBuildProjects",
+        "a build is stopped only when a run is interrupted or its deadline passes (tests/e2e/codebuild.rs stops one)",
+    ),
+    (
+        "ssm:GetParameter",
+        "/lock-takeover-*",
+        "a lock take-over runs only when a deploy died holding the lock",
+    ),
     (
         "ssm:PutParameter",
         "/lock-takeover-*",
@@ -73,6 +81,11 @@ const NOT_EXERCISED: &[(&str, &str, &str)] = &[
         "ecr:BatchGetImage",
         "",
         "ECR registry only: the builder's manifest check over the registry protocol",
+    ),
+    (
+        "ecr:GetDownloadUrlForLayer",
+        "",
+        "ECR registry only: the image config (its platform) read through the ECR API",
     ),
     (
         "s3:PutObject",
@@ -282,6 +295,19 @@ fn requests(
                 &format!("parameter/{}", name.trim_start_matches('/')),
             ))
         }
+        // A batched read is authorized per parameter it names.
+        ("ssm", "GetParameters") => Ok(strings(&call["params"]["Names"])
+            .iter()
+            .map(|name| {
+                request(
+                    &iam_action,
+                    arn(
+                        "ssm",
+                        &format!("parameter/{}", name.trim_start_matches('/')),
+                    ),
+                )
+            })
+            .collect()),
         ("ecs", "DescribeServices" | "UpdateService") => {
             let cluster = param(call, "cluster").unwrap_or("default");
             let cluster = cluster.rsplit('/').next().unwrap_or(cluster);
@@ -372,6 +398,35 @@ fn requests(
             );
             Ok(vec![request(action, object)])
         }
+        // A config service's table: read with Scan; a transaction is authorized per write it
+        // holds, as that write's own action, on the table.
+        ("dynamodb", "Scan") => one(arn(
+            "dynamodb",
+            &format!("table/{}", param(call, "TableName").ok_or("no TableName")?),
+        )),
+        ("dynamodb", "TransactWriteItems") => {
+            let items = call["params"]["TransactItems"]
+                .as_array()
+                .ok_or("no TransactItems")?;
+            items
+                .iter()
+                .map(|item| {
+                    let (kind, write) = item
+                        .as_object()
+                        .and_then(|o| o.iter().next())
+                        .ok_or("an empty TransactItem")?;
+                    let action = match kind.as_str() {
+                        "Put" => "dynamodb:PutItem",
+                        "Update" => "dynamodb:UpdateItem",
+                        "Delete" => "dynamodb:DeleteItem",
+                        "ConditionCheck" => "dynamodb:ConditionCheckItem",
+                        other => return Err(format!("a TransactItem of kind {other}")),
+                    };
+                    let table = write["TableName"].as_str().ok_or("no TableName")?;
+                    Ok(request(action, arn("dynamodb", &format!("table/{table}"))))
+                })
+                .collect()
+        }
         ("cloudformation", "DescribeStacks") => one(arn(
             "cloudformation",
             &format!(
@@ -388,6 +443,38 @@ fn requests(
             ))
         }
         ("sagemaker", _) => sagemaker(call, operation, &described),
+        // Builds are authorized on their project; a build id is `<project>:<uuid>`.
+        ("codebuild", "StartBuild") => one(arn(
+            "codebuild",
+            &format!(
+                "project/{}",
+                param(call, "projectName").ok_or("no projectName")?
+            ),
+        )),
+        ("codebuild", "BatchGetBuilds" | "StopBuild") => {
+            let ids = if operation == "StopBuild" {
+                vec![param(call, "id").ok_or("no id")?.to_owned()]
+            } else {
+                strings(&call["params"]["ids"])
+            };
+            ids.iter()
+                .map(|id| {
+                    let project = id.split_once(':').ok_or("a build id without `:`")?.0;
+                    Ok(request(
+                        &iam_action,
+                        arn("codebuild", &format!("project/{project}")),
+                    ))
+                })
+                .collect()
+        }
+        ("logs", "GetLogEvents") => one(arn(
+            "logs",
+            &format!(
+                "log-group:{}:log-stream:{}",
+                param(call, "logGroupName").ok_or("no logGroupName")?,
+                param(call, "logStreamName").ok_or("no logStreamName")?
+            ),
+        )),
         // Needs no permission.
         ("sts", "GetCallerIdentity") => Ok(Vec::new()),
         _ => Err(format!(
@@ -522,19 +609,7 @@ fn run(bed: &Testbed, repo: &FixtureRepo, access_key: &str, args: &[&str]) -> Ru
 
 /// The calls moto recorded for `access_key`.
 fn recorded(bed: &Testbed, access_key: &str) -> Vec<Value> {
-    let url = format!("{}/_deployer/calls?access_key={access_key}", bed.moto().url);
-    let response =
-        http::request("GET", &url, &[], &[]).unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    assert_eq!(
-        response.status,
-        200,
-        "{url}: {} (is the recorder patch loaded? restart the test bed)",
-        response.text()
-    );
-    response.json().unwrap()["calls"]
-        .as_array()
-        .unwrap()
-        .clone()
+    bed.moto().recorded_calls(access_key)
 }
 
 #[tokio::test]
@@ -549,6 +624,7 @@ async fn the_policy_allows_exactly_what_a_deploy_of_the_example_calls() {
         "embeddings",
         "inference-api",
         "rag-ingestion",
+        "repositories",
     ];
 
     // The policy, before anything is deployed: it is derived from the live resources.
@@ -624,6 +700,24 @@ async fn the_policy_allows_exactly_what_a_deploy_of_the_example_calls() {
             ))
         })
         .collect();
+
+    // The config service once more: a row changed and one dropped (update, delete under
+    // `prune`), then back to the first set (its kept copy read from S3).
+    let row = "config/repositories/acme-api.yaml";
+    repo.write(
+        row,
+        repo.read(row).replace("max_turns: 60", "max_turns: 61"),
+    );
+    repo.remove("config/repositories/platform.toml");
+    repo.commit("change the config");
+    for args in [
+        &["deploy", "--service", "repositories", "--json"][..],
+        &["rollback", "--service", "repositories", "--json"][..],
+        &["status", "--service", "repositories", "--json"][..],
+    ] {
+        let out = run(bed, &repo, &deploy_key, args);
+        out.assert_success();
+    }
 
     let summary = verify(
         &statements,
@@ -852,4 +946,67 @@ fn the_evaluator_matches_like_iam() {
         allowed_by(&statements, &pass).is_none(),
         "a missing condition key fails"
     );
+}
+
+#[tokio::test]
+async fn the_policy_allows_exactly_what_a_deploy_on_codebuild_calls() {
+    let Some(bed) = testbed!(moto, registry, builder) else {
+        return;
+    };
+    let repo = example(bed);
+    let project = repo
+        .read("deployer.toml")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("name = \"")
+                .map(|n| n.trim_end_matches('"').to_owned())
+        })
+        .unwrap();
+    let (codebuild, bucket) = crate::codebuild::codebuild_infra(bed, &project);
+    repo.write(
+        "deployer.toml",
+        repo.read("deployer.toml").replacen(
+            "[project]\n",
+            &format!("[project]\nbuilder = \"codebuild\"\ncodebuild = {{ project = \"{codebuild}\", bucket = \"{bucket}\" }}\n"),
+            1,
+        ),
+    );
+    repo.commit("builds on CodeBuild");
+    let services = ["app-api", "embeddings", "inference-api", "rag-ingestion"];
+    let tool_key = unique_name("AKIDIAMCBPOLICY").to_ascii_uppercase();
+    let mut args = vec!["iam-policy"];
+    for service in services {
+        args.extend(["--service", service]);
+    }
+    let text = run(bed, &repo, &tool_key, &args);
+    text.assert_success();
+    let printed: Value = serde_json::from_str(&text.stdout).unwrap();
+    let statements = parse_policy(&printed);
+    let deploy_key = unique_name("AKIDIAMCBDEPLOY").to_ascii_uppercase();
+    let mut deploy_args = vec!["deploy", "--json"];
+    for service in services {
+        deploy_args.extend(["--service", service]);
+    }
+    let deploy = run(bed, &repo, &deploy_key, &deploy_args);
+    deploy.assert_success();
+    let report = deploy.json();
+    let task_definitions: BTreeMap<String, String> = report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["ids"]["task_definition"].as_str())
+        .filter_map(|arn| {
+            Some((
+                arn.rsplit_once('/')?.1.rsplit_once(':')?.0.to_owned(),
+                arn.to_owned(),
+            ))
+        })
+        .collect();
+    let calls = recorded(bed, &deploy_key);
+    assert!(
+        calls.iter().any(|c| c["action"] == "StartBuild"),
+        "the deploy built on CodeBuild"
+    );
+    let summary = verify(&statements, &calls, &task_definitions, &text.stdout);
+    eprintln!("iam (codebuild): {summary}");
 }

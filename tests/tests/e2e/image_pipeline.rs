@@ -296,12 +296,13 @@ async fn after_push_mode_records_the_tag_and_a_failed_build_records_nothing() {
         return;
     };
     let fixture = fixture(bed, "ssm_write = \"after-push\"\n");
-    // A third service whose Dockerfile copies a file that does not exist.
+    // A third service whose build fails: a `RUN` in an image without a shell. (A Dockerfile
+    // that copies a missing file is a configuration error now, found before any build.)
     fixture
         .repo
         .write(
             "services/c/Dockerfile",
-            "FROM scratch\nCOPY missing.txt /missing.txt\n",
+            "FROM scratch\nCOPY app.txt /app.txt\nRUN exit 3\n",
         )
         .write("services/c/app.txt", "c\n");
     let toml = fixture.repo.read("deployer.toml")
@@ -347,7 +348,7 @@ service = "unused"
     );
     assert!(message.contains(&bed.builder().name), "{message}");
     assert!(
-        message.contains("missing.txt"),
+        message.contains("RUN exit 3"),
         "the builder's own last lines: {message}"
     );
     assert_eq!(c["error"]["exit_code"], 1);

@@ -20,7 +20,7 @@ use serde_json::Value;
 const EMPTY_ZIP: &[u8] = b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
 
 /// Creates an IAM role Lambda can "assume" in moto and returns its ARN.
-fn role(bed: &Testbed) -> String {
+pub(crate) fn role(bed: &Testbed) -> String {
     let name = unique_name("lambda-role");
     let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
     let body = format!(
@@ -54,12 +54,17 @@ fn form_encode(text: &str) -> String {
         .collect()
 }
 
-async fn lambda(bed: &Testbed) -> Client {
+pub(crate) async fn lambda(bed: &Testbed) -> Client {
     Client::new(&bed.sdk_config().await)
 }
 
 /// A zip function holding [`EMPTY_ZIP`], with a secret in its environment.
-async fn zip_function(bed: &Testbed, client: &Client, name: &str, tags: &[(&str, &str)]) {
+pub(crate) async fn zip_function(
+    bed: &Testbed,
+    client: &Client,
+    name: &str,
+    tags: &[(&str, &str)],
+) {
     let mut create = client
         .create_function()
         .function_name(name)
@@ -85,7 +90,7 @@ async fn zip_function(bed: &Testbed, client: &Client, name: &str, tags: &[(&str,
 const SECRET: &str = "e2e-secret-never-printed";
 
 /// A repository with one `lambda-zip` service `render` deploying `name`.
-fn zip_repo(name: &str, extra: &str) -> FixtureRepo {
+pub(crate) fn zip_repo(name: &str, extra: &str) -> FixtureRepo {
     let repo = FixtureRepo::new();
     repo.write(
         "deployer.toml",
@@ -349,6 +354,58 @@ async fn failed_update_is_reported_with_lambdas_reason() {
         "{message}"
     );
     assert!(message.contains("InvalidImage"), "{message}");
+}
+
+/// Issue 13, item 5: `$LATEST` already names the wanted code, but its update `Failed`. Once the
+/// cause is gone, re-running the same release must repair the function: the code is sent again
+/// (before the fix nothing was sent and the wait failed at once, forever).
+#[tokio::test]
+async fn a_rerun_of_the_same_release_repairs_a_function_whose_update_failed() {
+    let Some(bed) = testbed!(moto) else { return };
+    let client = lambda(bed).await;
+    let name = unique_name("zip-repair");
+    zip_function(bed, &client, &name, &[("deployer-testbed:update", "fail")]).await;
+    let repo = zip_repo(&name, "");
+
+    let failed = deploy(bed, &repo, "render");
+    failed.assert_code(1);
+    let configuration = client
+        .get_function()
+        .function_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .configuration
+        .unwrap();
+    assert_eq!(
+        configuration.last_update_status().map(|s| s.as_str()),
+        Some("Failed")
+    );
+    // The cause is fixed (here: the test bed stops failing this function's updates).
+    client
+        .untag_resource()
+        .resource(configuration.function_arn().unwrap())
+        .tag_keys("deployer-testbed:update")
+        .send()
+        .await
+        .unwrap();
+
+    let repaired = deploy(bed, &repo, "render");
+    repaired.assert_success();
+    let json = repaired.json();
+    assert_eq!(report(&repaired, &json)["action"], "updated", "{json}");
+    let configuration = client
+        .get_function()
+        .function_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .configuration
+        .unwrap();
+    assert_eq!(
+        configuration.last_update_status().map(|s| s.as_str()),
+        Some("Successful")
+    );
 }
 
 #[tokio::test]

@@ -9,8 +9,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod agentcore;
+mod build_inputs;
+mod ci_workflow;
+mod codebuild;
+mod config;
+mod diagnosis;
 mod ecs;
+mod examples;
 mod faults;
+mod flow_trust;
 mod force;
 mod hostile;
 mod iam;
@@ -18,8 +25,10 @@ mod image_pipeline;
 mod kills;
 mod lambda;
 mod lock;
+mod lock_trust;
 mod monorepo;
 mod order;
+mod rollback_targets;
 mod sagemaker;
 mod smoke;
 mod testbed_smoke;

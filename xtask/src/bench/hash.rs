@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::machine::{children_cpu, cpu_model, cpus, load_average, max, median, min};
 use anyhow::{Context as _, Result, bail};
 
 const USAGE: &str = "usage: cargo xtask bench hash [--files N] [--mb M] [--runs R] [--keep]";
@@ -495,35 +496,6 @@ fn timed<T>(spawn_and_wait: impl FnOnce() -> std::io::Result<T>) -> std::io::Res
     ))
 }
 
-/// User + sys seconds of the waited-for children of this process (and their own waited-for
-/// children): fields `cutime` and `cstime` of /proc/self/stat, in clock ticks (100 a second on
-/// Linux).
-fn children_cpu() -> f64 {
-    let Ok(stat) = fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // Fields after the command name in parentheses start with the 3rd (state).
-    let Some((_, rest)) = stat.rsplit_once(") ") else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |index: usize| {
-        fields
-            .get(index)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(16 - 3) + ticks(17 - 3)) / 100.0
-}
-
-/// The 1-minute load average.
-fn load_average() -> f64 {
-    fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|text| text.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// One run of the hasher's driver.
 struct HashRun {
     tag: String,
@@ -579,40 +551,4 @@ fn median_wall(times: &[Timing]) -> f64 {
 
 fn median_cpu(times: &[Timing]) -> f64 {
     median(&times.iter().map(|t| t.cpu).collect::<Vec<_>>())
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let mid = sorted.len() / 2;
-    if sorted.len().is_multiple_of(2) {
-        (sorted[mid - 1] + sorted[mid]) / 2.0
-    } else {
-        sorted[mid]
-    }
-}
-
-fn min(values: &[f64]) -> f64 {
-    values.iter().copied().fold(f64::INFINITY, f64::min)
-}
-
-fn max(values: &[f64]) -> f64 {
-    values.iter().copied().fold(0.0, f64::max)
-}
-
-fn cpu_model() -> String {
-    fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines().find_map(|l| {
-                l.strip_prefix("model name")?
-                    .split_once(':')
-                    .map(|(_, m)| m.trim().to_owned())
-            })
-        })
-        .unwrap_or_else(|| "unknown cpu".to_owned())
-}
-
-fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
 }

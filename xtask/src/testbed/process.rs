@@ -116,6 +116,24 @@ fn wait_group_empty(pgid: u32, timeout: Duration, reap: &mut dyn FnMut()) -> boo
 
 /// Runs `command` to completion, killing it after `timeout`; stdout and stderr are captured.
 pub(crate) fn output_within(command: &mut Command, timeout: Duration) -> Result<Output> {
+    run_within(command, timeout, None)
+}
+
+/// [`output_within`], also copying each line the command prints to stderr as it comes, after
+/// `prefix`: for long steps whose progress a person watches (pip installing moto).
+pub(crate) fn output_within_echoed(
+    command: &mut Command,
+    timeout: Duration,
+    prefix: &'static str,
+) -> Result<Output> {
+    run_within(command, timeout, Some(prefix))
+}
+
+fn run_within(
+    command: &mut Command,
+    timeout: Duration,
+    echo: Option<&'static str>,
+) -> Result<Output> {
     let program = format!("{:?}", command.get_program());
     let mut child = command
         .stdin(Stdio::null())
@@ -123,8 +141,8 @@ pub(crate) fn output_within(command: &mut Command, timeout: Duration) -> Result<
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot run {program}"))?;
-    let stdout = child.stdout.take().map(drain);
-    let stderr = child.stderr.take().map(drain);
+    let stdout = child.stdout.take().map(|pipe| drain(pipe, echo));
+    let stderr = child.stderr.take().map(|pipe| drain(pipe, echo));
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(status) = child.try_wait()? {
@@ -147,10 +165,25 @@ pub(crate) fn output_within(command: &mut Command, timeout: Duration) -> Result<
     })
 }
 
-fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
+/// Reads `pipe` to its end; with `echo`, each line also goes to stderr after that prefix.
+fn drain(
+    pipe: impl Read + Send + 'static,
+    echo: Option<&'static str>,
+) -> thread::JoinHandle<Vec<u8>> {
     thread::spawn(move || {
         let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
+        let Some(prefix) = echo else {
+            let mut pipe = pipe;
+            let _ = pipe.read_to_end(&mut bytes);
+            return bytes;
+        };
+        let mut reader = std::io::BufReader::new(pipe);
+        let mut line = Vec::new();
+        while std::io::BufRead::read_until(&mut reader, b'\n', &mut line).is_ok_and(|n| n > 0) {
+            let text = String::from_utf8_lossy(&line);
+            let _ = writeln!(std::io::stderr(), "{prefix}{}", text.trim_end());
+            bytes.append(&mut line);
+        }
         bytes
     })
 }

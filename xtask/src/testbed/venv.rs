@@ -1,4 +1,5 @@
-//! The Python venv that carries the pinned moto server: `target/testbed/venv`.
+//! The Python venv that carries the pinned moto server and the pinned zizmor (the GitHub
+//! Actions linter the generated workflow is checked with): `target/testbed/venv`.
 //!
 //! Created once and reused while its stamp file names the same requirement. A new venv is
 //! built beside the final path and renamed into place when complete, so an interrupted install
@@ -16,6 +17,10 @@ use super::process;
 
 /// The exact moto pin: `moto[server]` from PyPI.
 pub(crate) const MOTO_REQUIREMENT: &str = "moto[server]==5.2.5";
+/// The exact zizmor pin (a wheel with its binary, from PyPI): `venv/bin/zizmor`.
+pub(crate) const ZIZMOR_REQUIREMENT: &str = "zizmor==1.33.1";
+/// Everything the venv holds, in the stamp file.
+const REQUIREMENTS: [&str; 2] = [MOTO_REQUIREMENT, ZIZMOR_REQUIREMENT];
 /// The version `import moto` must report.
 pub(crate) const MOTO_VERSION: &str = "5.2.5";
 const STAMP: &str = ".deployer-testbed-stamp";
@@ -52,7 +57,7 @@ pub(crate) fn python_available() -> Result<(), String> {
 /// Returns the venv at `dir`, creating it (with pip, from PyPI) when absent or stale.
 pub(crate) fn ensure(dir: &Path) -> Result<Venv> {
     let python = dir.join("bin").join("python");
-    if fs::read_to_string(dir.join(STAMP)).is_ok_and(|s| s.trim() == MOTO_REQUIREMENT)
+    if fs::read_to_string(dir.join(STAMP)).is_ok_and(|s| s.trim() == REQUIREMENTS.join(" "))
         && moto_version(&python).as_deref() == Some(MOTO_VERSION)
     {
         return Ok(Venv {
@@ -88,8 +93,10 @@ pub(crate) fn ensure(dir: &Path) -> Result<Venv> {
 
 fn build(dir: &Path) -> Result<()> {
     let python = base_python();
+    let requirements = REQUIREMENTS.join(" ");
     eprintln!(
-        "testbed: creating the Python venv {} with {MOTO_REQUIREMENT}",
+        "testbed: first run on this machine: creating the Python venv for moto and zizmor in {} \
+         (`{python} -m venv`; reused by later runs)",
         dir.display()
     );
     run(
@@ -97,13 +104,35 @@ fn build(dir: &Path) -> Result<()> {
         Duration::from_secs(300),
     )
     .with_context(|| format!("cannot create a venv with `{python} -m venv`"))?;
+    eprintln!(
+        "testbed: installing {MOTO_REQUIREMENT} and its dependencies from PyPI with pip \
+         (about a minute; pip's output follows)"
+    );
     let venv_python = dir.join("bin").join("python");
-    run(
-        Command::new(&venv_python).args(["-m", "pip", "install", "--quiet", "--no-input", MOTO_REQUIREMENT]),
+    let out = process::output_within_echoed(
+        Command::new(&venv_python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--no-input",
+                "--progress-bar",
+                "off",
+                "--disable-pip-version-check",
+            ])
+            .args(REQUIREMENTS),
         Duration::from_secs(1200),
+        "testbed:   pip: ",
     )
-    .with_context(|| format!("cannot install {MOTO_REQUIREMENT} with pip (PIP_* environment variables configure the index)"))?;
-    fs::write(dir.join(STAMP), format!("{MOTO_REQUIREMENT}\n"))?;
+    .with_context(|| format!("cannot run pip to install {requirements}"))?;
+    if !out.status.success() {
+        bail!(
+            "cannot install {requirements} with pip ({}; its output is above; PIP_* \
+             environment variables configure the index)",
+            out.status
+        );
+    }
+    fs::write(dir.join(STAMP), format!("{requirements}\n"))?;
     Ok(())
 }
 

@@ -20,7 +20,8 @@ What this patch adds
 - Failing updates: a function tagged ``deployer-testbed:update = fail`` ends each update with
   ``LastUpdateStatus: Failed``, ``LastUpdateStatusReason`` = ``FAILED_REASON`` and
   ``LastUpdateStatusReasonCode: InvalidImage``, and keeps reporting it (as AWS does until the
-  next update).
+  next update). The tags ``deployer-testbed:update-reason-code`` and
+  ``deployer-testbed:update-reason`` choose another code and reason (e.g. ``EniLimitExceeded``).
 - Image functions: a digest-pinned ``ImageUri`` (``…@sha256:<hex>``) gives ``CodeSha256 = <hex>``
   (the image digest, as on AWS), and ``ResolvedImageUri`` is ``<repository>@sha256:<CodeSha256>``
   with the tag cut after the last ``/``, so registry hosts with a port survive. URIs are still
@@ -38,6 +39,8 @@ from typing import Any
 IN_PROGRESS_READS = 2
 FAIL_TAG_KEY = "deployer-testbed:update"
 FAIL_TAG_VALUE = "fail"
+REASON_CODE_TAG_KEY = "deployer-testbed:update-reason-code"
+REASON_TAG_KEY = "deployer-testbed:update-reason"
 FAILED_REASON = "deployer-testbed: updates of this function fail (tag deployer-testbed:update = fail)"
 
 _lock = threading.RLock()
@@ -94,8 +97,9 @@ def apply() -> None:
                 config["LastUpdateStatus"] = "InProgress"
             elif state["fail"]:
                 config["LastUpdateStatus"] = "Failed"
-                config["LastUpdateStatusReason"] = FAILED_REASON
-                config["LastUpdateStatusReasonCode"] = "InvalidImage"
+                tags = self.tags or {}
+                config["LastUpdateStatusReason"] = tags.get(REASON_TAG_KEY, FAILED_REASON)
+                config["LastUpdateStatusReasonCode"] = tags.get(REASON_CODE_TAG_KEY, "InvalidImage")
             else:
                 del _updates[id(self)]
         return config

@@ -36,6 +36,19 @@ services one step (deterministic: steps are counted in calls, not in time):
   removed: the service ends "stable" on the old revision, the circuit-breaker rollback that a
   deployer must report as a failure.
 
+Circuit breaker without rollback
+--------------------------------
+When the service's ``deploymentConfiguration.deploymentCircuitBreaker.rollback`` is ``false``
+(set with ``UpdateService``; moto's ``CreateService`` drops ``deploymentConfiguration``, and a
+service without one behaves as above), a failing deployment trips the same way (``FAILED``,
+"ECS deployment circuit breaker: tasks failed to start.", the "deployment failed" event) but
+nothing is rolled back, as on AWS: the failed deployment STAYS PRIMARY with
+``rolloutState = FAILED``, no rollback deployment starts, the deployment it replaced stays
+listed as ACTIVE, and the service's ``taskDefinition`` stays the new one. The service then
+looks settled (no IN_PROGRESS deployment) on an image that never ran: a deployer must not take
+it for a success. A later ``UpdateService`` (a new task definition, or ``forceNewDeployment``)
+starts a new deployment as usual. Used by ``tests/tests/e2e/flow_trust.rs``.
+
 Making a rollout fail
 ---------------------
 Tag the task definition the update rolls to, or the service, with
@@ -43,6 +56,27 @@ Tag the task definition the update rolls to, or the service, with
 revision, so tagging the service's original task definition makes every rollout from it fail
 (and proves the tags were copied). Deployments created by ``CreateService`` and rollback
 deployments never fail.
+
+Why the tasks of a failing rollout stopped
+-----------------------------------------
+Each failed task of a failing deployment (above) is also a real moto task, as ECS keeps it for
+a while: ``ListTasks`` (``startedBy`` = the deployment id, ``desiredStatus = STOPPED``) lists it
+and ``DescribeTasks`` shows it ``STOPPED`` with ``stopCode``, ``stoppedReason``, ``stoppedAt``
+and its first container's ``exitCode`` and ``reason``. Tags on the task definition (or the
+service) choose them:
+
+- ``deployer-testbed:stop-reason = <text>`` — the container's ``reason`` (e.g.
+  ``OutOfMemoryError: Container killed due to memory usage``). The task's ``stoppedReason`` is
+  ``Essential container in task exited``, or the reason itself with ``stop-code =
+  TaskFailedToStart`` (e.g. ``CannotPullContainerError: …``). Without the tag: no reason.
+- ``deployer-testbed:exit-code = <n>`` — the container's ``exitCode`` (default ``1``;
+  ``none`` for a container that never ran).
+- ``deployer-testbed:stop-code = <code>`` — ``stopCode`` (default ``EssentialContainerExited``).
+- ``deployer-testbed:log = <line>;<line>;…`` — log lines the container "wrote": put to moto's
+  CloudWatch Logs through the first container's ``awslogs`` configuration (group created when
+  missing; stream ``<awslogs-stream-prefix>/<container>/<task id>``), one event per line,
+  timestamps a millisecond apart ending now. A task definition without ``awslogs`` options or
+  without a stream prefix gets no log events.
 
 Rollouts that never finish
 --------------------------
@@ -75,6 +109,10 @@ FAIL_TAG_KEY = "deployer-testbed:rollout"
 UNKNOWN_MEMBER_TAG_KEY = "deployer-testbed:unknown-member"
 FAIL_TAG_VALUE = "fail"
 STUCK_TAG_VALUE = "stuck"
+STOP_REASON_TAG_KEY = "deployer-testbed:stop-reason"
+EXIT_CODE_TAG_KEY = "deployer-testbed:exit-code"
+STOP_CODE_TAG_KEY = "deployer-testbed:stop-code"
+LOG_TAG_KEY = "deployer-testbed:log"
 # Failed tasks after which the circuit breaker trips (AWS: a threshold derived from desired).
 FAILURES_TO_TRIP = 2
 
@@ -217,6 +255,13 @@ def _start(backend: Any, service: Any, task_definition: str, previous: str | Non
     return deployment
 
 
+def _rolls_back(service: Any) -> bool:
+    """Whether the circuit breaker rolls back: unless UpdateService set ``rollback = false``."""
+    configuration = getattr(service, "deployment_configuration", None) or {}
+    breaker = configuration.get("deploymentCircuitBreaker") or {}
+    return breaker.get("rollback", True) is not False
+
+
 def _tagged(backend: Any, task_definition: str, value: str = FAIL_TAG_VALUE) -> bool:
     try:
         tags = backend.describe_task_definition(task_definition).tags or []
@@ -275,9 +320,10 @@ def _fail_step(backend: Any, service: Any, deployment: dict[str, Any], state: di
     deployment["failedTasks"] = state["failures"]
     deployment["pendingCount"] = int(deployment.get("desiredCount") or 0)
     deployment["updatedAt"] = _now()
+    task_id = _stopped_task(backend, service, deployment)
     _event(
         service,
-        f"(task {next(_tasks):032x}) failed to start: essential container in task exited "
+        f"(task {task_id}) failed to start: essential container in task exited "
         f"(deployer-testbed: {FAIL_TAG_KEY} = {FAIL_TAG_VALUE}).",
     )
     if state["failures"] < FAILURES_TO_TRIP:
@@ -285,9 +331,94 @@ def _fail_step(backend: Any, service: Any, deployment: dict[str, Any], state: di
     deployment["rolloutState"] = "FAILED"
     deployment["rolloutStateReason"] = "ECS deployment circuit breaker: tasks failed to start."
     _event(service, f"(deployment {deployment['id']}) deployment failed: tasks failed to start.")
+    if not _rolls_back(service):
+        # Circuit breaker without rollback: the failed deployment stays PRIMARY (module doc).
+        return
     previous = state.get("previous")
     if not previous:
         return
     rollback = _start(backend, service, previous, previous=None, rollback=True)
     service.task_definition = previous
     _event(service, f"rolling back to deployment {rollback['id']}.")
+
+
+def _tag_values(backend: Any, service: Any, task_definition: str) -> dict[str, str]:
+    """The ``deployer-testbed:*`` tags of the service, then of the task definition (which wins)."""
+    values = {t.get("key"): t.get("value") for t in service.tags or []}
+    try:
+        tags = backend.describe_task_definition(task_definition).tags or []
+    except Exception:  # noqa: BLE001 - a deleted task definition has no say
+        tags = []
+    values.update({t.get("key"): t.get("value") for t in tags})
+    return {k: v for k, v in values.items() if k and v is not None}
+
+
+def _stopped_task(backend: Any, service: Any, deployment: dict[str, Any]) -> str:
+    """A STOPPED moto task of ``deployment``, and its log events (module doc); its id."""
+    from moto.ecs.models import Task
+
+    task_definition = backend.describe_task_definition(deployment["taskDefinition"])
+    cluster = backend._get_cluster(service.cluster_name)
+    tags = _tag_values(backend, service, deployment["taskDefinition"])
+    # A stopped task holds no network interface: moto's Task would create one (and refuse an
+    # awsvpc task definition without a network configuration), so it is built as if bridged.
+    network_mode = task_definition.network_mode
+    task_definition.network_mode = "bridge"
+    try:
+        task = Task(
+            cluster,
+            task_definition,
+            None,
+            None,
+            backend,
+            group=f"service:{service.name}",
+            launch_type=service.launch_type or "",
+            started_by=deployment["id"],
+        )
+    finally:
+        task_definition.network_mode = network_mode
+    reason = tags.get(STOP_REASON_TAG_KEY)
+    stop_code = tags.get(STOP_CODE_TAG_KEY, "EssentialContainerExited")
+    exit_code = tags.get(EXIT_CODE_TAG_KEY, "1")
+    task.last_status = "STOPPED"
+    task.desired_status = "STOPPED"
+    task.stop_code = stop_code
+    task.stopped_reason = (
+        reason if stop_code == "TaskFailedToStart" and reason else "Essential container in task exited"
+    )
+    task.stopped_at = _now()
+    task.stopping_at = task.stopped_at
+    for container in task.containers:
+        container.last_status = "STOPPED"
+        container.exitCode = None if exit_code == "none" else int(exit_code)
+        container.reason = reason
+    backend.tasks.setdefault(cluster.name, {})[task.task_arn] = task
+    lines = tags.get(LOG_TAG_KEY)
+    if lines:
+        _write_logs(backend, task_definition, task.id, lines.split(";"))
+    return task.id
+
+
+def _write_logs(backend: Any, task_definition: Any, task_id: str, lines: list[str]) -> None:
+    from moto.core.utils import unix_time_millis
+    from moto.logs.models import logs_backends
+
+    container = (task_definition.container_definitions or [{}])[0]
+    configuration = container.get("logConfiguration") or {}
+    options = configuration.get("options") or {}
+    group, prefix = options.get("awslogs-group"), options.get("awslogs-stream-prefix")
+    if configuration.get("logDriver") != "awslogs" or not group or not prefix:
+        return
+    region = options.get("awslogs-region") or backend.region_name
+    logs = logs_backends[backend.account_id][region]
+    if group not in logs.groups:
+        logs.create_log_group(group, {})
+    stream = f"{prefix}/{container.get('name')}/{task_id}"
+    if stream not in logs.groups[group].streams:
+        logs.create_log_stream(group, stream)
+    now = int(unix_time_millis(_now()))
+    events = [
+        {"timestamp": now - len(lines) + index + 1, "message": line}
+        for index, line in enumerate(lines)
+    ]
+    logs.put_log_events(group, stream, events)

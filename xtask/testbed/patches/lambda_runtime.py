@@ -15,6 +15,10 @@ variables set. The JSON of the return value is the response payload; an exceptio
 ``X-Amz-Function-Error: Unhandled`` with the error as payload, as on AWS. A 30-second limit
 applies. Other functions (images, other runtimes) keep moto's behaviour.
 
+What the handler prints (stdout and stderr) and the traceback of an exception are the
+invocation's log: moto returns it base64-encoded in ``X-Amz-Log-Result`` when the request asks
+for ``LogType: Tail``, as Lambda returns the last 4 KB of the log.
+
 So a smoke check that invokes a deployed zip function runs the code deployer uploaded. Used by
 the smoke-check tests (``tests/tests/e2e/smoke.rs``) and the demo.
 """
@@ -37,10 +41,16 @@ import importlib, json, sys, traceback
 sys.path.insert(0, sys.argv[1])
 module_name, function_name = sys.argv[2].rsplit(".", 1)
 event = json.loads(sys.stdin.read() or "{}")
+answer = sys.stdout
+sys.stdout = sys.stderr  # what the function prints is its log, as on Lambda
 try:
     handler = getattr(importlib.import_module(module_name), function_name)
-    print(json.dumps(handler(event, None)))
+    result = handler(event, None)
+    sys.stdout = answer
+    print(json.dumps(result))
 except Exception as error:
+    traceback.print_exc()
+    sys.stdout = answer
     print(json.dumps({"errorMessage": str(error), "errorType": type(error).__name__,
                       "stackTrace": traceback.format_exc().splitlines()}))
     sys.exit(3)

@@ -32,12 +32,14 @@ One entry per request to an AWS API (not ``/moto-api/`` or ``/_deployer/`` route
   ``bedrock-agentcore`` share the signing name ``bedrock-agentcore``).
 - ``action``: the API operation name, from ``X-Amz-Target`` (JSON protocols), the ``Action``
   form field (query protocols), the RPCv2 path, or else the botocore model's HTTP method and
-  request URI (REST protocols; the most specific match wins). ``null`` when nothing matched.
+  request URI (REST protocols; an operation whose required header members are absent does
+  not match, so a ``PutObject`` is not taken for a ``CopyObject``, which has the same URI but
+  requires ``x-amz-copy-source``; the most specific match wins). ``null`` when nothing matched.
   The IAM action usually has the same name; where it does not (``Invoke`` is authorized as
   ``lambda:InvokeFunction``, ``HeadObject`` as ``s3:GetObject``) the test maps it.
 - ``params``: what identifies the resources: the URI labels (decoded) and query string of REST
   calls, the form fields of query calls, and the top-level members of a JSON request body of at
-  most 256 KiB; a member whose JSON is longer than 2 KiB (a base64 zip) is replaced by
+  most 256 KiB; a string member longer than 2 KiB (a base64 zip) is replaced by
   ``"<N bytes>"``.
 - ``status``: the HTTP status moto answered (an error still means the call was made).
 
@@ -175,7 +177,9 @@ def _describe(environ: dict[str, Any]) -> dict[str, Any]:
         if rpc:
             action = rpc.group(1)
         elif service:
-            api, action, labels = _rest_operation(service, method, raw_path, query)
+            headers = {k[5:].replace("_", "-").lower() for k in environ if k.startswith("HTTP_")}
+            headers |= {k.replace("_", "-").lower() for k in ("CONTENT_TYPE", "CONTENT_LENGTH") if environ.get(k)}
+            api, action, labels = _rest_operation(service, method, raw_path, query, headers)
             params.update(labels)
             if "json" in content_type:
                 params.update(_json_members(body))
@@ -223,14 +227,20 @@ def _json_members(body: bytes) -> dict[str, Any]:
         return {}
     members = {}
     for key, value in document.items():
-        text = json.dumps(value)
-        members[key] = value if len(text) <= MAX_MEMBER else f"<{len(text)} bytes>"
+        # Only long strings (a base64 zip) are cut; lists and objects are kept whole (the body is
+        # at most MAX_BODY): a transaction's writes are what identifies its resources.
+        long = isinstance(value, str) and len(value) > MAX_MEMBER
+        members[key] = f"<{len(value)} bytes>" if long else value
     return members
 
 
-def _rest_operation(service: str, method: str, raw_path: str, query: dict[str, list[str]]) -> tuple[Any, Any, dict[str, str]]:
+def _rest_operation(
+    service: str, method: str, raw_path: str, query: dict[str, list[str]], headers: set[str] = frozenset()
+) -> tuple[Any, Any, dict[str, str]]:
     """The operation of a REST call: the model operation with this method whose request URI
-    matches, preferring the most specific (required query keys, then literal characters)."""
+    matches and whose required headers the request carries (S3's `CopyObject` is a `PUT` of
+    the same URI as `PutObject`, with `x-amz-copy-source`), preferring the most specific
+    (required query keys and headers, then literal characters)."""
     best = None
     for api in _MODELS_BY_SIGNING_NAME.get(service, [service]):
         for operation in _operations(api):
@@ -238,10 +248,12 @@ def _rest_operation(service: str, method: str, raw_path: str, query: dict[str, l
                 continue
             if not all(key in query for key in operation["query"]):
                 continue
+            if not all(header in headers for header in operation["headers"]):
+                continue
             found = operation["regex"].fullmatch(raw_path.rstrip("/") or "/")
             if not found:
                 continue
-            rank = (len(operation["query"]), operation["literal"])
+            rank = (len(operation["query"]) + len(operation["headers"]), operation["literal"])
             if best is None or rank > best[0]:
                 labels = {k: urllib.parse.unquote(v) for k, v in found.groupdict().items()}
                 best = (rank, api, operation["name"], labels)
@@ -277,7 +289,14 @@ def _operations(api: str) -> list[dict[str, Any]]:
                 pattern += re.escape(piece)
                 literal += len(piece)
         keys = [part.split("=", 1)[0] for part in query.split("&") if part]
-        compiled.append({"name": name, "method": http.get("method", "POST"), "regex": re.compile(pattern), "query": keys, "literal": literal})
+        shape = model.get("shapes", {}).get((operation.get("input") or {}).get("shape", ""), {})
+        members = shape.get("members", {})
+        required_headers = [
+            members[m]["locationName"].lower()
+            for m in shape.get("required", [])
+            if members.get(m, {}).get("location") == "header" and "locationName" in members[m]
+        ]
+        compiled.append({"name": name, "method": http.get("method", "POST"), "regex": re.compile(pattern), "query": keys, "headers": required_headers, "literal": literal})
     with _lock:
         _models[api] = compiled
     return compiled
