@@ -54,12 +54,30 @@ pub(crate) enum Command {
     Wait(Select),
     /// Live artifact, recorded tag, whether they agree, and the last outcome
     Status(Select),
+    /// The live services' recent log lines, interleaved by time; `--follow` prints new ones
+    Logs(LogsArgs),
     /// Roll a service back to its previous successful deploy (not "revision minus one")
     Rollback(RollbackArgs),
     /// Generate CI configuration from the manifest
     Ci(CiArgs),
     /// Print the least-privilege IAM policy of a CI role that deploys the selected services
     IamPolicy(Select),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    #[command(flatten)]
+    pub(crate) select: Select,
+    /// From how long ago (e.g. "10m", "2h")
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) since: std::time::Duration,
+    /// Keep printing new lines as they are written, until interrupted (with --json: one JSON
+    /// object per line)
+    #[arg(long)]
+    pub(crate) follow: bool,
+    /// Print at most this many lines (the newest), without --follow
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub(crate) limit: usize,
 }
 
 #[derive(Debug, Args)]

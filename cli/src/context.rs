@@ -122,7 +122,7 @@ impl Context {
     /// pipeline, the smoke checks, the records and the deploy locks.
     pub(crate) fn engine(&self, tags: &[crate::inputs::ServiceTag]) -> Engine {
         let sink: Arc<dyn ProgressSink> = self.renderer.clone();
-        Engine::new(
+        let engine = Engine::new(
             self.manifest.clone(),
             self.store.clone(),
             crate::engine::locks(&self.sdk),
@@ -131,7 +131,18 @@ impl Context {
             Arc::new(crate::smoke::CliSmoke::new(self)),
         )
         .with_progress(sink)
-        .with_lock_wait(self.lock_wait)
+        .with_lock_wait(self.lock_wait);
+        #[cfg(feature = "logs")]
+        let engine = engine.with_logs(Arc::new(crate::engine::CliLogTails {
+            reader: self.log_reader(),
+        }));
+        engine
+    }
+
+    /// The CloudWatch Logs reader of `deployer logs` and of a failed rollout's log tail.
+    #[cfg(feature = "logs")]
+    pub(crate) fn log_reader(&self) -> deployer_logs::LogReader {
+        deployer_logs::LogReader::new(crate::aws::client!(aws_sdk_cloudwatchlogs, &self.sdk))
     }
 
     /// Stops the CodeBuild builds this run started and did not see end (an interrupted run):

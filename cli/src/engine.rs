@@ -395,3 +395,27 @@ fn no_image_support(service: &Service) -> External {
         |e| e.to_string(),
     ))
 }
+
+/// A failed rollout's log tail through CloudWatch Logs (`deployer-logs`), for the targets whose
+/// diagnosis reads none itself.
+#[cfg(feature = "logs")]
+pub(crate) struct CliLogTails {
+    pub(crate) reader: deployer_logs::LogReader,
+}
+
+#[cfg(feature = "logs")]
+#[async_trait]
+impl deployer_engine::LogTails for CliLogTails {
+    async fn tail(
+        &self,
+        sources: &[deployer_core::LogSource],
+        since_ms: i64,
+        lines: usize,
+    ) -> Result<Vec<deployer_core::LogLine>, External> {
+        self.reader
+            .read(sources, since_ms, lines)
+            .await
+            .map(|read| read.lines)
+            .map_err(|error| External::failure(error.to_string()))
+    }
+}

@@ -44,6 +44,9 @@
 //! | `CodeBuildProjects` | `codebuild:StartBuild`, `codebuild:BatchGetBuilds`, `codebuild:StopBuild` | the CodeBuild projects of the services with `builder = "codebuild"` | start a build, follow it, stop it when the run is interrupted or its deadline passes |
 //! | `CodeBuildContexts` | `s3:PutObject`, `s3:GetObject` | `<bucket>/deployer/<project>/contexts/*` | the build context upload (`HeadObject` first, authorized as `GetObject`) |
 //! | `CodeBuildLogs` | `logs:GetLogEvents` | `log-group:/aws/codebuild/<codebuild project>:log-stream:*` | the build's log lines (CodeBuild's default log group) |
+//! | `<Service>LogsOnFailure` | `logs:FilterLogEvents` | the service's log groups (an ECS container's `awslogs-group`, `/aws/lambda/<function>`, the runtime's, the endpoint's) | read only after a failed rollout (its diagnosis's log tail) and by `deployer logs` |
+//! | `<Service>LogStreamsOnFailure` | `logs:GetLogEvents` | `log-group:<awslogs-group>:log-stream:*` | ECS: the failed tasks' containers' last lines |
+//! | `<Service>EcsListTasksOnFailure`, `<Service>EcsTasksOnFailure` | `ecs:ListTasks` / `ecs:DescribeTasks` | `container-instance/<cluster>/*` / `task/<cluster>/*` | ECS: the tasks a failed deployment started, and why they stopped |
 //! | `<Service>SmokeInvoke` | `lambda:InvokeFunction` / `bedrock-agentcore:InvokeAgentRuntime` | the alias (or function) / the runtime and its `DEFAULT` endpoint | an `invoke` smoke check |
 //!
 //! # Only `*`
@@ -154,6 +157,17 @@ pub(crate) struct ServiceFacts {
     /// Whether its image builds on CodeBuild (whose own role pushes it).
     pub(crate) remote_build: bool,
     pub(crate) live: Live,
+    /// Where it logs ([`Deployer::log_sources`](deployer_core::Deployer::log_sources)): read
+    /// after a failed rollout (its diagnosis) and by `deployer logs`.
+    pub(crate) log_groups: Vec<LogGroupFacts>,
+}
+
+/// A log group a service writes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LogGroupFacts {
+    /// Its region, when it is not the account's (an `awslogs-region`).
+    pub(crate) region: Option<String>,
+    pub(crate) group: String,
 }
 
 /// What the live resource says. (A build without a kind's feature never reads that kind.)
@@ -546,11 +560,64 @@ pub(crate) fn policy(facts: &Facts) -> Policy {
     }
     for service in &facts.services {
         target(&mut b, account, service);
+        on_failure(&mut b, account, service);
     }
     Policy {
         version: "2012-10-17",
         statements: b.statements,
     }
+}
+
+/// What a failed rollout's diagnosis reads (and `deployer logs`): the service's log groups;
+/// for ECS the stopped tasks of the cluster and the containers' log streams.
+fn on_failure(b: &mut Builder, account: &Account, service: &ServiceFacts) {
+    let name = sid_part(&service.name);
+    let group_arn = |group: &LogGroupFacts| {
+        format!(
+            "arn:{}:logs:{}:{}:log-group:{}",
+            account.partition,
+            group.region.as_deref().unwrap_or(&account.region),
+            account.account,
+            group.group
+        )
+    };
+    if !service.log_groups.is_empty() {
+        b.allow(
+            format!("{name}LogsOnFailure"),
+            &["logs:FilterLogEvents"],
+            service.log_groups.iter().map(group_arn),
+        );
+    }
+    let Live::Ecs { service_arn, .. } = &service.live else {
+        return;
+    };
+    if !service.log_groups.is_empty() {
+        b.allow(
+            format!("{name}LogStreamsOnFailure"),
+            &["logs:GetLogEvents"],
+            service
+                .log_groups
+                .iter()
+                .map(|group| format!("{}:log-stream:*", group_arn(group))),
+        );
+    }
+    // `service/<cluster>/<service>` → the cluster's tasks and container instances.
+    let Some((head, path)) = service_arn.split_once(":service/") else {
+        return;
+    };
+    let Some((cluster, _)) = path.split_once('/') else {
+        return;
+    };
+    b.allow(
+        format!("{name}EcsListTasksOnFailure"),
+        &["ecs:ListTasks"],
+        [format!("{head}:container-instance/{cluster}/*")],
+    );
+    b.allow(
+        format!("{name}EcsTasksOnFailure"),
+        &["ecs:DescribeTasks"],
+        [format!("{head}:task/{cluster}/*")],
+    );
 }
 
 fn lookups(b: &mut Builder, facts: &Facts) {
@@ -949,6 +1016,7 @@ mod tests {
             repository: Some(format!("acme/{name}")),
             smoke_invoke: false,
             remote_build: false,
+            log_groups: Vec::new(),
             live: Live::Ecs {
                 service_arn: format!("arn:aws:ecs:us-east-1:123456789012:service/acme/{name}"),
                 task_definition_arn: format!(
@@ -969,6 +1037,7 @@ mod tests {
             repository: None,
             smoke_invoke: false,
             remote_build: false,
+            log_groups: Vec::new(),
             live: Live::Lambda {
                 function_arn: format!("arn:aws:lambda:us-east-1:123456789012:function:acme-{name}"),
                 publish,
@@ -1001,6 +1070,7 @@ mod tests {
             repository: None,
             smoke_invoke: false,
             remote_build: false,
+            log_groups: Vec::new(),
             live: Live::Config {
                 store,
                 marker: format!("/acme/{name}/config-applied"),
@@ -1122,7 +1192,9 @@ mod tests {
                 "EcsTaskDefinitionsAcceptOnlyStar",
                 "AppApiEcsService",
                 "AppApiEcsTagOnRegister",
-                "AppApiPassTaskRoles"
+                "AppApiPassTaskRoles",
+                "AppApiEcsListTasksOnFailure",
+                "AppApiEcsTasksOnFailure"
             ]
         );
         assert_eq!(
@@ -1175,7 +1247,14 @@ mod tests {
             statement(&policy, "EcsTaskDefinitionsAcceptOnlyStar").actions,
             ["ecs:DescribeTaskDefinition"]
         );
-        assert_eq!(sids(&policy)[4..], ["WorkerEcsService"]);
+        assert_eq!(
+            sids(&policy)[4..],
+            [
+                "WorkerEcsService",
+                "WorkerEcsListTasksOnFailure",
+                "WorkerEcsTasksOnFailure"
+            ]
+        );
     }
 
     #[test]
@@ -1328,6 +1407,67 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_reads_only_the_services_log_groups_and_its_clusters_tasks() {
+        let mut web = ecs("app-api");
+        web.log_groups = vec![
+            LogGroupFacts {
+                region: None,
+                group: "/ecs/app-api".into(),
+            },
+            LogGroupFacts {
+                region: Some("eu-west-1".into()),
+                group: "/ecs/sidecar".into(),
+            },
+        ];
+        let mut function = lambda("render", false, None);
+        function.log_groups = vec![LogGroupFacts {
+            region: None,
+            group: "/aws/lambda/acme-render".into(),
+        }];
+        let policy = policy(&facts(vec![
+            web,
+            function,
+            config(
+                "repos",
+                ConfigStoreFacts::Parameters {
+                    prefix: "/acme/repos".into(),
+                },
+            ),
+        ]));
+        assert_eq!(
+            statement(&policy, "AppApiLogsOnFailure").resources,
+            [
+                "arn:aws:logs:us-east-1:123456789012:log-group:/ecs/app-api",
+                "arn:aws:logs:eu-west-1:123456789012:log-group:/ecs/sidecar"
+            ]
+        );
+        assert_eq!(
+            statement(&policy, "AppApiLogStreamsOnFailure").resources[0],
+            "arn:aws:logs:us-east-1:123456789012:log-group:/ecs/app-api:log-stream:*"
+        );
+        assert_eq!(
+            statement(&policy, "AppApiEcsListTasksOnFailure").resources,
+            ["arn:aws:ecs:us-east-1:123456789012:container-instance/acme/*"]
+        );
+        assert_eq!(
+            statement(&policy, "AppApiEcsTasksOnFailure").resources,
+            ["arn:aws:ecs:us-east-1:123456789012:task/acme/*"]
+        );
+        assert_eq!(
+            statement(&policy, "RenderLogsOnFailure").actions,
+            ["logs:FilterLogEvents"]
+        );
+        let sids = sids(&policy);
+        assert!(!sids.contains(&"RenderLogStreamsOnFailure"), "{sids:?}");
+        assert!(
+            !sids
+                .iter()
+                .any(|sid| sid.starts_with("Repos") && sid.ends_with("OnFailure")),
+            "a config service writes no logs: {sids:?}"
+        );
+    }
+
+    #[test]
     fn agentcore_passes_the_runtime_role_to_agentcore_only() {
         let runtime_arn =
             "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/acme_inference-AbCdE12345";
@@ -1336,6 +1476,7 @@ mod tests {
             repository: Some("acme/inference-api".into()),
             smoke_invoke: true,
             remote_build: false,
+            log_groups: Vec::new(),
             live: Live::Agentcore {
                 runtime_arn: runtime_arn.into(),
                 role_arn: "arn:aws:iam::123456789012:role/acme-agentcore".into(),
@@ -1362,6 +1503,7 @@ mod tests {
             repository: Some("acme/embeddings".into()),
             smoke_invoke: false,
             remote_build: false,
+            log_groups: Vec::new(),
             live: Live::Sagemaker {
                 endpoint_arn: format!("{base}:endpoint/Acme-Embeddings"),
                 name_prefix: "Acme-Embeddings".into(),

@@ -103,10 +103,13 @@
 #![warn(missing_docs)]
 
 mod fields;
+mod logs;
 mod raw;
 mod request;
 #[cfg(test)]
 mod tests;
+
+pub use logs::log_group;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -422,6 +425,21 @@ impl AgentcoreDeployer {
 impl Deployer for AgentcoreDeployer {
     fn target(&self) -> String {
         format!("AgentCore runtime {}", self.runtime_id())
+    }
+
+    /// The runtime's `failureReason` when it failed ([`logs`]).
+    async fn diagnose(&self, applied: &Applied) -> deployer_core::Diagnosis {
+        let _ = applied;
+        self.diagnosis().await
+    }
+
+    /// The runtime's log group ([`log_group`]).
+    async fn log_sources(
+        &self,
+        live: &LiveState,
+    ) -> Result<Vec<deployer_core::LogSource>, DeployError> {
+        let _ = live;
+        self.log_source().await
     }
 
     /// `GetAgentRuntime`, after waiting out an update in flight. `ids`: `runtime_id`,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::poll::PollPolicy;
 use crate::progress::{Phase, Progress};
-use crate::{Artifact, Changes, DeployError, Diagnosis};
+use crate::{Artifact, Changes, DeployError, Diagnosis, LogSource};
 
 /// What runs now, as the target reports it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +139,15 @@ pub trait Deployer: Send + Sync {
     async fn diagnose(&self, applied: &Applied) -> Diagnosis {
         let _ = applied;
         Diagnosis::default()
+    }
+
+    /// Where the live service writes its logs, for `deployer logs`: the CloudWatch Logs groups
+    /// (and the stream prefix within each) of what runs now — an ECS task definition's
+    /// `awslogs` containers, a function's log group, a runtime's. Read-only. The default, for
+    /// targets that write no logs of their own (a config set), is none.
+    async fn log_sources(&self, live: &LiveState) -> Result<Vec<LogSource>, DeployError> {
+        let _ = live;
+        Ok(Vec::new())
     }
 
     /// Returns the service to an earlier successful deploy whose artifact cannot be sent again

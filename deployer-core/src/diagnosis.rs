@@ -71,6 +71,42 @@ pub struct LogLine {
     pub message: String,
 }
 
+/// Where a live service writes its logs: a CloudWatch Logs group and the part of it that is
+/// this service's ([`Deployer::log_sources`](crate::Deployer::log_sources)), for `deployer logs`.
+///
+/// It carries the values its lines must not show (the resource's environment values): they are
+/// never serialised and its `Debug` does not print them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LogSource {
+    /// The log group.
+    pub group: String,
+    /// The region of the group when it is not the client's (an `awslogs-region` option).
+    pub region: Option<String>,
+    /// Only the streams whose name starts with this (`<awslogs-stream-prefix>/<container>/`);
+    /// `None` for every stream of the group.
+    pub stream_prefix: Option<String>,
+    /// How its lines are labelled when several sources interleave: a container name,
+    /// `function`, `runtime`.
+    pub label: String,
+    /// Values replaced by `***` in every line read from it.
+    pub redact: Vec<String>,
+}
+
+impl std::fmt::Debug for LogSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogSource")
+            .field("group", &self.group)
+            .field("region", &self.region)
+            .field("stream_prefix", &self.stream_prefix)
+            .field("label", &self.label)
+            .field("redact", &format_args!("[{} values]", self.redact.len()))
+            .finish()
+    }
+}
+
+/// The longest text a [`Diagnosis::bounded`] copy keeps of one line, in characters.
+const KEPT_LINE: usize = 240;
+
 impl Diagnosis {
     /// A diagnosis that says only why it could not be gathered.
     pub fn unavailable(why: impl Into<String>) -> Self {
@@ -87,6 +123,69 @@ impl Diagnosis {
             && self.events.is_empty()
             && self.logs.is_empty()
             && self.unavailable.is_empty()
+    }
+
+    /// A copy whose JSON is at most `max_bytes` long, to keep in a size-limited record (an
+    /// SSM parameter holds 4 KB): every text cut to a line, then the oldest events, all but
+    /// the first stopped task, the oldest log lines, all but the first reason and unavailable
+    /// line dropped until it fits. The headline survives whenever it fits at all.
+    pub fn bounded(&self, max_bytes: usize) -> Diagnosis {
+        let mut kept = self.clone();
+        let mut limit = KEPT_LINE;
+        kept.cut(limit);
+        loop {
+            let size = serde_json::to_string(&kept).map_or(0, |json| json.len());
+            if size <= max_bytes {
+                return kept;
+            }
+            if !kept.events.is_empty() {
+                kept.events.remove(0);
+            } else if kept.stopped_tasks.len() > 1 {
+                kept.stopped_tasks.pop();
+            } else if !kept.logs.is_empty() {
+                kept.logs.remove(0);
+            } else if kept.unavailable.len() > 1 {
+                kept.unavailable.pop();
+            } else if kept.reasons.len() > 1 {
+                kept.reasons.pop();
+            } else if kept
+                .stopped_tasks
+                .first()
+                .is_some_and(|t| t.containers.len() > 1)
+            {
+                kept.stopped_tasks[0].containers.pop();
+            } else if limit > 16 {
+                limit /= 2;
+                kept.cut(limit);
+            } else {
+                return Diagnosis::default();
+            }
+        }
+    }
+
+    /// Cuts every text to `limit` characters (an ellipsis marks a cut).
+    fn cut(&mut self, limit: usize) {
+        let cut = |text: &mut String| {
+            if text.chars().count() > limit {
+                *text = text
+                    .chars()
+                    .take(limit.saturating_sub(1))
+                    .collect::<String>()
+                    + "…";
+            }
+        };
+        self.reasons.iter_mut().for_each(cut);
+        self.events.iter_mut().for_each(cut);
+        self.unavailable.iter_mut().for_each(cut);
+        for line in &mut self.logs {
+            cut(&mut line.message);
+        }
+        for task in &mut self.stopped_tasks {
+            task.stopped_reason.iter_mut().for_each(cut);
+            for container in &mut task.containers {
+                container.reason.iter_mut().for_each(cut);
+            }
+        }
     }
 
     /// The gist in one line, for an annotation's first line: the first reason, else the first
@@ -140,6 +239,69 @@ mod tests {
                 reason: Some("OutOfMemoryError: Container killed due to memory usage".into()),
             }],
         }
+    }
+
+    fn big() -> Diagnosis {
+        Diagnosis {
+            reasons: vec!["the circuit breaker stopped the rollout".into()],
+            stopped_tasks: vec![oom(), oom(), oom()],
+            events: (0..40)
+                .map(|i| format!("(service web) event {i} {}", "x".repeat(300)))
+                .collect(),
+            logs: (0..30)
+                .map(|i| LogLine {
+                    timestamp_ms: i,
+                    source: "web/1a2b".into(),
+                    message: format!("line {i} {}", "y".repeat(500)),
+                })
+                .collect(),
+            unavailable: vec![],
+        }
+    }
+
+    #[test]
+    fn a_bounded_copy_fits_and_keeps_the_newest_lines_and_the_headline() {
+        let full = big();
+        assert!(serde_json::to_string(&full).unwrap().len() > 20_000);
+        let kept = full.bounded(1500);
+        let json = serde_json::to_string(&kept).unwrap();
+        assert!(json.len() <= 1500, "{} bytes", json.len());
+        assert_eq!(kept.headline(), full.headline());
+        if let Some(last) = kept.logs.last() {
+            assert_eq!(last.timestamp_ms, 29, "the newest line is kept");
+        }
+        assert!(
+            kept.logs
+                .iter()
+                .all(|l| l.message.chars().count() <= KEPT_LINE)
+        );
+    }
+
+    #[test]
+    fn a_small_diagnosis_is_kept_whole() {
+        let small = Diagnosis {
+            reasons: vec!["InvalidImage: the image is not arm64".into()],
+            ..Diagnosis::default()
+        };
+        assert_eq!(small.bounded(1500), small);
+        assert!(
+            big().bounded(10).is_empty(),
+            "nothing fits in 10 bytes but `{{}}`"
+        );
+    }
+
+    #[test]
+    fn a_log_source_does_not_show_what_it_hides() {
+        let source = LogSource {
+            group: "/ecs/web".into(),
+            region: None,
+            stream_prefix: Some("web/web/".into()),
+            label: "web".into(),
+            redact: vec!["postgres://app:pw@db/app".into()],
+        };
+        let debug = format!("{source:?}");
+        assert!(!debug.contains("pw@db"), "{debug}");
+        assert!(debug.contains("[1 values]"), "{debug}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use aws_sdk_ecs::types::{
     ContainerDefinition, DesiredStatus, LogDriver, Service, Task, TaskDefinition,
 };
 use deployer_aws::{Failure, Redactor};
-use deployer_core::{ContainerExit, Diagnosis, LogLine, StoppedTask};
+use deployer_core::{ContainerExit, Diagnosis, LogLine, LogSource, StoppedTask};
 
 use crate::rollout;
 use crate::taskdef;
@@ -115,6 +115,29 @@ pub(crate) fn events_since(
                 .push(redactor.apply(&rollout::describe(event)));
         }
     }
+}
+
+/// Where the containers of `definition` log through `awslogs` with a stream prefix (the
+/// streams `prefix/container/<task id>` of every task), for `deployer logs`. A container
+/// without a prefix is left out: its streams are named after Docker container ids, which
+/// ECS does not report.
+pub(crate) fn log_sources(definition: &TaskDefinition) -> Vec<LogSource> {
+    let hide = taskdef::environment_values(definition);
+    definition
+        .container_definitions()
+        .iter()
+        .filter_map(|container| {
+            let name = container.name()?;
+            let awslogs = AwsLogs::of(container)?;
+            Some(LogSource {
+                stream_prefix: Some(format!("{}/{name}/", awslogs.prefix?)),
+                group: awslogs.group,
+                region: awslogs.region,
+                label: name.to_owned(),
+                redact: hide.clone(),
+            })
+        })
+        .collect()
 }
 
 /// The containers whose logs explain `task`: those that failed, else the essential ones.

@@ -1248,6 +1248,15 @@ impl Deployer for EcsDeployer {
     async fn restart(&self, live: &LiveState, progress: &Progress) -> Result<Applied, DeployError> {
         self.force_new_deployment(live, progress).await
     }
+
+    async fn log_sources(
+        &self,
+        live: &LiveState,
+    ) -> Result<Vec<deployer_core::LogSource>, DeployError> {
+        let task_definition = live_id(live, ids::TASK_DEFINITION)?;
+        let live = self.task_definition(task_definition).await?;
+        Ok(diagnose::log_sources(&live.task_definition))
+    }
 }
 
 /// A mutable tag the container runs, as `read_live` resolved it.

@@ -53,13 +53,22 @@ pub const FROM_DESCRIBE_OUTPUT: &[&str] = &["tags"];
 /// The redactor for the environment values of every container of `task_definition`: they
 /// travel in `RegisterTaskDefinition`, and its errors may echo them.
 pub(crate) fn redactor(task_definition: &TaskDefinition) -> Redactor {
-    Redactor::new(
-        task_definition
-            .container_definitions()
-            .iter()
-            .flat_map(ContainerDefinition::environment)
-            .filter_map(|variable| variable.value()),
-    )
+    Redactor::new(environment_values(task_definition))
+}
+
+/// The environment values of every container of `task_definition` (what [`redactor`] hides),
+/// each once.
+pub(crate) fn environment_values(task_definition: &TaskDefinition) -> Vec<String> {
+    let mut values: Vec<String> = task_definition
+        .container_definitions()
+        .iter()
+        .flat_map(ContainerDefinition::environment)
+        .filter_map(|variable| variable.value())
+        .map(str::to_owned)
+        .collect();
+    values.sort_unstable();
+    values.dedup();
+    values
 }
 
 /// The container whose image is replaced: the named one, or the only one.

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use crate::flow::Flow;
 use crate::lock::Locks;
 use crate::outcome::{Action, Failure, ServiceResult};
-use crate::ports::{Artifacts, ServiceInput, SmokeChecks, Targets};
+use crate::ports::{Artifacts, LogTails, ServiceInput, SmokeChecks, Targets};
 use crate::records::{Names, Records};
 use crate::store::{Store, StoreError};
 
@@ -54,6 +54,7 @@ pub struct Engine {
     pub(crate) targets: Arc<dyn Targets>,
     pub(crate) artifacts: Arc<dyn Artifacts>,
     pub(crate) smoke: Arc<dyn SmokeChecks>,
+    pub(crate) logs: Option<Arc<dyn LogTails>>,
     sink: Arc<dyn ProgressSink>,
     pub(crate) lock_wait: Option<Duration>,
 }
@@ -87,6 +88,7 @@ impl Engine {
             targets,
             artifacts,
             smoke,
+            logs: None,
             sink: Arc::new(deployer_core::progress::Discard),
             lock_wait: None,
         }
@@ -96,6 +98,14 @@ impl Engine {
     #[must_use]
     pub fn with_progress(mut self, sink: Arc<dyn ProgressSink>) -> Self {
         self.sink = sink;
+        self
+    }
+
+    /// A failed rollout's diagnosis reads the target's log tail with `logs` when the target
+    /// did not read one itself.
+    #[must_use]
+    pub fn with_logs(mut self, logs: Arc<dyn LogTails>) -> Self {
+        self.logs = Some(logs);
         self
     }
 

@@ -32,8 +32,11 @@ use crate::engine::{Mode, Run};
 use crate::error::EngineError;
 use crate::lock::Claim;
 use crate::outcome::{Action, ServiceResult, SmokeResult};
-use crate::ports::{Artifacts, ServiceInput};
+use crate::ports::{Artifacts, LogTails, ServiceInput};
 use crate::records::{self, DeployRecord, LastOutcome, Names, PendingRecord, Records};
+
+/// The log lines a diagnosis reads through [`LogTails`] when its target read none.
+pub(crate) const LOG_TAIL: usize = 30;
 
 /// How long a failed rollout's diagnosis may take ([`Deployer::diagnose`]): a failed deploy is
 /// not kept waiting long for its explanation, and a successful one never waits for it.
@@ -666,7 +669,16 @@ impl<'r> Flow<'r> {
             Ok(target) => target,
             Err(_) => return,
         };
-        let diagnosis = tokio::time::timeout(DIAGNOSIS_LIMIT, target.diagnose(applied))
+        let gather = async {
+            let mut diagnosis = target.diagnose(applied).await;
+            if diagnosis.logs.is_empty()
+                && let Some(logs) = &self.run.engine.logs
+            {
+                self.log_tail(target, logs.as_ref(), &mut diagnosis).await;
+            }
+            diagnosis
+        };
+        let diagnosis = tokio::time::timeout(DIAGNOSIS_LIMIT, gather)
             .await
             .unwrap_or_else(|_| {
                 Diagnosis::unavailable(format!(
@@ -677,6 +689,40 @@ impl<'r> Flow<'r> {
         self.result.durations_ms.insert("diagnosis", ms(start));
         if !diagnosis.is_empty() {
             self.result.diagnosis = Some(diagnosis);
+        }
+    }
+
+    /// The last [`LOG_TAIL`] lines the target's log sources wrote since this run started, for a
+    /// diagnosis the target gave no log lines of its own.
+    async fn log_tail(
+        &self,
+        target: &dyn Deployer,
+        logs: &dyn LogTails,
+        diagnosis: &mut Diagnosis,
+    ) {
+        let sources = match target.read_live().await {
+            Ok(live) => target.log_sources(&live).await,
+            Err(error) => Err(error),
+        };
+        let sources = match sources {
+            Ok(sources) if sources.is_empty() => return,
+            Ok(sources) => sources,
+            Err(error) => {
+                diagnosis.unavailable.push(format!(
+                    "where its logs are: {}",
+                    deployer_core::one_line(&error.to_string())
+                ));
+                return;
+            }
+        };
+        // From a minute before this run started: the lines of the failed rollout, not older ones.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let since = now - self.run.since_start() as i64 - 60_000;
+        match logs.tail(&sources, since, LOG_TAIL).await {
+            Ok(lines) => diagnosis.logs = lines,
+            Err(error) => diagnosis.unavailable.push(format!("log tail: {error}")),
         }
     }
 
@@ -856,6 +902,7 @@ impl<'r> Flow<'r> {
             ok: true,
             error: None,
             at: records::now(),
+            diagnosis: None,
         });
         // A rollout that succeeded supersedes (or confirms) one left pending by `--no-wait`.
         after.pending = None;
@@ -907,6 +954,12 @@ impl<'r> Flow<'r> {
             ok: false,
             error: error.to_string().lines().next().map(str::to_owned),
             at: records::now(),
+            diagnosis: self
+                .result
+                .diagnosis
+                .as_ref()
+                .map(|diagnosis| diagnosis.bounded(records::KEPT_DIAGNOSIS))
+                .filter(|kept| !kept.is_empty()),
         });
         if self.pending_ended {
             after.pending = None;

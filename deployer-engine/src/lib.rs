@@ -80,5 +80,5 @@ pub use error::EngineError;
 pub use flow::restorable;
 pub use lock::{Claim, LockError, Locks};
 pub use outcome::{Action, Failure, ServiceResult, SmokeResult};
-pub use ports::{Artifacts, Built, External, ServiceInput, SmokeChecks, Targets};
+pub use ports::{Artifacts, Built, External, LogTails, ServiceInput, SmokeChecks, Targets};
 pub use store::{Entry, MemoryStore, Store, StoreError};

@@ -352,6 +352,7 @@ impl Locks {
             valid_until: Mutex::new(sent + self.renew_deadline()),
             lost: Mutex::new(None),
             last_error: Mutex::new(None),
+            writes: tokio::sync::Mutex::new(false),
         });
         let renewal = tokio::spawn(renew(self.clone(), state.clone()));
         Claim {
@@ -380,6 +381,10 @@ struct ClaimState {
     lost: Mutex<Option<String>>,
     /// The last renewal failure, for the message when the claim lapses.
     last_error: Mutex<Option<String>>,
+    /// Held by a renewal's read-and-write and by each release attempt's read-and-delete, so
+    /// that they never interleave (a renewal's write landing after the release's delete would
+    /// put the claim back); `true` once released: no renewal writes after that.
+    writes: tokio::sync::Mutex<bool>,
 }
 
 impl ClaimState {
@@ -491,8 +496,10 @@ impl Claim {
     }
 
     /// Releases the lock: deletes the claim while it is still this run's and valid, retrying a
-    /// failed delete for a while. `Err` says why the claim was left behind (it then expires
-    /// after a lease).
+    /// failed delete for a while (the renewal goes on between the tries). Each try waits for a
+    /// renewal in flight to finish, so that no renewal write lands after the delete and puts
+    /// the claim back. `Err` says why the claim was left behind (it then expires after a
+    /// lease).
     pub async fn release(self) -> Result<(), LockError> {
         let deadline = Instant::now() + RELEASE_BUDGET;
         let mut delay = Duration::from_millis(200);
@@ -501,16 +508,18 @@ impl Claim {
                 break Err(error);
             }
             let attempt = async {
+                let mut released = self.state.writes.lock().await;
                 match self.locks.store.get(&self.state.parameter).await? {
                     Some(entry)
                         if ClaimDoc::parse(&entry, self.locks.lease).id == self.state.doc.id =>
                     {
                         self.locks.store.delete(&self.state.parameter).await?;
-                        Ok(())
                     }
                     // Not ours any more (or gone): nothing of ours to release.
-                    _ => Ok(()),
+                    _ => {}
                 }
+                *released = true;
+                Ok(())
             };
             match attempt.await {
                 Ok(()) => break Ok(()),
@@ -545,9 +554,15 @@ async fn renew(locks: Locks, state: Arc<ClaimState>) {
             state.lose(reason);
             return;
         }
+        // Never beside a release attempt: the claim it deleted stays deleted.
+        let released = state.writes.lock().await;
+        if *released {
+            return;
+        }
         // Bounded: a renewal that lands long after it was sent could revive a claim a taker
         // has replaced meanwhile (see the clock assumption).
         let outcome = tokio::time::timeout(every, renew_once(&locks, &state)).await;
+        drop(released);
         match outcome {
             Ok(Ok(Renewal::Renewed)) => {
                 *lock(&state.valid_until) = started + locks.renew_deadline();

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use deployer_core::manifest::Smoke;
-use deployer_core::{Artifact, Deployer, Presence, Progress, Service};
+use deployer_core::{Artifact, Deployer, LogLine, LogSource, Presence, Progress, Service};
 
 /// A failure of something the caller provides, already in one line, and whether it is a
 /// usage or configuration error (exit code 2) rather than a failed deploy (exit code 1).
@@ -126,4 +126,19 @@ pub trait SmokeChecks: Send + Sync {
         ids: &BTreeMap<String, String>,
         progress: &Progress,
     ) -> Result<String, String>;
+}
+
+/// Reads the last lines a failed service's logs hold, for a diagnosis whose target did not
+/// read them itself (a runtime, an endpoint, a function: their [`Deployer::log_sources`]).
+/// The cli gives the CloudWatch Logs reader; without one a diagnosis has no log lines.
+#[async_trait]
+pub trait LogTails: Send + Sync {
+    /// At most `lines` lines `sources` wrote since `since_ms` (milliseconds since the epoch),
+    /// oldest first, redacted.
+    async fn tail(
+        &self,
+        sources: &[LogSource],
+        since_ms: i64,
+        lines: usize,
+    ) -> Result<Vec<LogLine>, External>;
 }

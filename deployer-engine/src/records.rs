@@ -12,8 +12,8 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use deployer_core::Applied;
 use deployer_core::manifest::Project;
+use deployer_core::{Applied, Diagnosis};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Store, StoreError};
@@ -86,7 +86,15 @@ pub struct LastOutcome {
     pub error: Option<String>,
     /// When, RFC 3339.
     pub at: String,
+    /// Why the rollout failed, as the target told it then ([`Diagnosis::bounded`] to
+    /// [`KEPT_DIAGNOSIS`] bytes): what `status` shows the day after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<Diagnosis>,
 }
+
+/// The most JSON a failure's diagnosis may take in the deploy state: the whole state is one
+/// standard SSM parameter (4 KB), which also holds the current, previous and pending records.
+pub const KEPT_DIAGNOSIS: usize = 1500;
 
 /// `<ssm_prefix>/<service>/deploy-state`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -153,6 +153,15 @@ impl<P: Package> Deployer for LambdaDeployer<P> {
             .await
     }
 
+    /// The function's log group ([`Function::log_source`]).
+    async fn log_sources(
+        &self,
+        live: &LiveState,
+    ) -> Result<Vec<deployer_core::LogSource>, DeployError> {
+        let _ = live;
+        Ok(vec![self.function.log_source().await?])
+    }
+
     async fn restorable(&self, previous: &Applied) -> Result<Presence, DeployError> {
         if !self.package.restores_versions() {
             return Ok(Presence::Present);

@@ -460,6 +460,36 @@ impl Function {
         diagnosis
     }
 
+    /// Where the function logs ([`Deployer::log_sources`](deployer_core::Deployer::log_sources)):
+    /// its `LoggingConfig.LogGroup`, else `/aws/lambda/<function>`, every stream; its lines
+    /// hide the function's environment values.
+    pub async fn log_source(&self) -> Result<deployer_core::LogSource, DeployError> {
+        let config = self
+            .client
+            .get_function_configuration()
+            .function_name(self.name())
+            .send()
+            .await
+            .map_err(|error| api_error("GetFunctionConfiguration", &error))?;
+        let group = config
+            .logging_config()
+            .and_then(|logging| logging.log_group())
+            .filter(|group| !group.is_empty())
+            .map_or_else(|| format!("/aws/lambda/{}", self.name()), str::to_owned);
+        let redact = config
+            .environment()
+            .and_then(|environment| environment.variables())
+            .map(|variables| variables.values().cloned().collect())
+            .unwrap_or_default();
+        Ok(deployer_core::LogSource {
+            group,
+            region: None,
+            stream_prefix: None,
+            label: "function".into(),
+            redact,
+        })
+    }
+
     /// Refuses a function of the other package type or (image functions) architecture.
     fn check(&self, config: &Snapshot) -> Result<(), DeployError> {
         // Lambda always reports PackageType; a function created without one is a zip function.

@@ -257,14 +257,19 @@ pub(crate) fn targeted_images<'a>(
 
 /// The redactor for every environment value of `models`.
 pub(crate) fn redactor(models: &BTreeMap<String, Option<LiveModel>>) -> Redactor {
-    Redactor::new(
-        models
-            .values()
-            .flatten()
-            .flat_map(|live| containers(&live.output))
-            .filter_map(|(_, c)| c.environment())
-            .flat_map(HashMap::values),
-    )
+    Redactor::new(environment_values(models))
+}
+
+/// The environment values of every container of `models` (what [`redactor`] hides).
+pub(crate) fn environment_values(models: &BTreeMap<String, Option<LiveModel>>) -> Vec<String> {
+    models
+        .values()
+        .flatten()
+        .flat_map(|live| containers(&live.output))
+        .filter_map(|(_, c)| c.environment())
+        .flat_map(HashMap::values)
+        .cloned()
+        .collect()
 }
 
 /// `A, B` environment variable names of a model (values are secrets).

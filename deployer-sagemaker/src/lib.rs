@@ -181,6 +181,7 @@ mod copy;
 mod deployment;
 pub mod fields;
 pub mod ids;
+mod logs;
 mod names;
 #[cfg(test)]
 mod tests;
@@ -201,6 +202,8 @@ use deployer_core::{
 };
 
 pub use crate::copy::OWNER_TAG;
+pub use logs::log_group;
+
 use crate::copy::{ConfigSpec, LiveConfig, LiveModel, ModelSpec, Targeted};
 
 /// Pages read from a `List*` call before giving up (100 items a page).
@@ -881,6 +884,21 @@ impl Deployer for SagemakerDeployer {
             Some(variant) => format!("SageMaker endpoint {} (variant {variant})", self.endpoint()),
             None => format!("SageMaker endpoint {}", self.endpoint()),
         }
+    }
+
+    /// The endpoint's `FailureReason` ([`logs`]).
+    async fn diagnose(&self, applied: &Applied) -> deployer_core::Diagnosis {
+        let _ = applied;
+        self.diagnosis().await
+    }
+
+    /// The endpoint's log group ([`log_group`]).
+    async fn log_sources(
+        &self,
+        live: &LiveState,
+    ) -> Result<Vec<deployer_core::LogSource>, DeployError> {
+        let _ = live;
+        self.log_source()
     }
 
     /// `DescribeEndpoint` → `DescribeEndpointConfig` → `DescribeModel` per variant, after

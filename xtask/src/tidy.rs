@@ -141,7 +141,6 @@ const IMAGE_SIDE: &[&str] = &[
     "deployer-sagemaker",
     "deployer-codebuild",
     "aws-sdk-codebuild",
-    "aws-sdk-cloudwatchlogs",
     "oci-client",
     "oci-spec",
     "bollard",
@@ -164,6 +163,11 @@ fn zip_only_cli_has_no_image_code() {
         "the zip-only build lost the zip deployer:\n{slim}"
     );
     assert!(names.contains(&"aws-sdk-lambda"));
+    // `deployer logs` and a failed update's log tail: a zip function's logs are read too.
+    assert!(
+        names.contains(&"deployer-logs"),
+        "the zip-only build lost `deployer logs`:\n{slim}"
+    );
     // The same check on the default build must find the image side, or the names above are stale.
     let full = tree("deployer-cli", &[]);
     assert!(
@@ -183,7 +187,14 @@ fn config_only_cli_has_no_image_code() {
     let names = crate_names(&slim);
     let found: Vec<&&str> = IMAGE_SIDE
         .iter()
-        .chain(&["aws-sdk-lambda", "deployer-lambda", "zip"])
+        .chain(&[
+            "aws-sdk-lambda",
+            "deployer-lambda",
+            "zip",
+            // a config set writes no logs of its own
+            "deployer-logs",
+            "aws-sdk-cloudwatchlogs",
+        ])
         .filter(|c| names.contains(c))
         .collect();
     assert!(

@@ -220,7 +220,30 @@ async fn facts_of(
         smoke_invoke,
         remote_build: ctx.manifest.codebuild(service).is_some(),
         live: live(ctx, account, service).await?,
+        log_groups: log_groups(ctx, service).await?,
     })
+}
+
+/// Where the service logs, as its deployer says ([`Deployer::log_sources`]).
+///
+/// [`Deployer::log_sources`]: deployer_core::Deployer::log_sources
+async fn log_groups(ctx: &Context, service: &Service) -> anyhow::Result<Vec<iam::LogGroupFacts>> {
+    use deployer_engine::Targets as _;
+    let target = crate::targets::CliTargets::new(ctx)
+        .deployer(service)
+        .map_err(anyhow::Error::new)?;
+    let live = target.read_live().await?;
+    let mut groups: Vec<iam::LogGroupFacts> = target
+        .log_sources(&live)
+        .await?
+        .into_iter()
+        .map(|source| iam::LogGroupFacts {
+            region: source.region,
+            group: source.group,
+        })
+        .collect();
+    groups.dedup();
+    Ok(groups)
 }
 
 #[allow(unused_variables)]

@@ -16,6 +16,7 @@ mod ci;
 mod deploy;
 mod hash;
 mod iam_policy;
+mod logs;
 mod plan;
 mod rollback;
 mod status;
@@ -31,6 +32,7 @@ pub(crate) async fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<Exit
         Command::Deploy(args) => deploy::run(&cli.global, &args, printer).await,
         Command::Wait(select) => wait::run(&cli.global, &select.services, printer).await,
         Command::Status(select) => status::run(&cli.global, &select.services, printer).await,
+        Command::Logs(args) => logs::run(&cli.global, &args, printer).await,
         Command::Rollback(args) => rollback::run(&cli.global, &args.services, printer).await,
         Command::Ci(args) => ci::run(&cli.global, &args, printer).await,
         Command::IamPolicy(select) => iam_policy::run(&cli.global, &select.services, printer).await,

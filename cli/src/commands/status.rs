@@ -281,6 +281,12 @@ fn table(statuses: &[Status]) -> String {
                 "  last failure: {}\n",
                 last.error.as_deref().unwrap_or("-")
             ));
+            // What the target said then, indented under it.
+            if let Some(diagnosis) = &last.diagnosis {
+                for line in crate::diagnosis::text(diagnosis).lines() {
+                    text.push_str(&format!("  {line}\n"));
+                }
+            }
         }
     }
     text

@@ -524,3 +524,35 @@ async fn a_fenced_run_sends_no_update() {
     );
     assert_eq!(update.num_calls(), 0);
 }
+
+#[tokio::test]
+async fn the_diagnosis_is_the_failure_reason_redacted_and_the_log_group_hides_the_environment() {
+    use deployer_core::{Applied, Deployer, LiveState};
+    let secret = ENVIRONMENT[1].1;
+    let live = gets(vec![
+        failed(
+            "8",
+            &new_uri(),
+            &format!("exec format error (token {secret})"),
+        ),
+        runtime(AgentRuntimeStatus::Ready, "8", &new_uri()),
+        runtime(AgentRuntimeStatus::Ready, "8", &new_uri()),
+    ]);
+    let deployer = deployer(&[&live]);
+    let diagnosis = deployer.diagnose(&Applied::default()).await;
+    assert_eq!(
+        diagnosis.reasons,
+        ["UPDATE_FAILED 8: exec format error (token ***)"]
+    );
+    // A runtime that did not fail has no reason to give.
+    assert!(deployer.diagnose(&Applied::default()).await.is_empty());
+
+    let sources = deployer.log_sources(&LiveState::default()).await.unwrap();
+    assert_eq!(sources.len(), 1);
+    assert_eq!(
+        sources[0].group,
+        format!("/aws/bedrock-agentcore/runtimes/{RUNTIME_ID}-DEFAULT")
+    );
+    assert_eq!(sources[0].stream_prefix, None);
+    assert!(sources[0].redact.iter().any(|value| value == secret));
+}

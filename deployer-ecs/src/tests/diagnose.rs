@@ -109,6 +109,36 @@ fn awslogs_options_name_the_group_region_and_stream() {
     assert_eq!(AwsLogs::of(&container("web", &new_image())), None);
 }
 
+#[test]
+fn log_sources_are_the_awslogs_containers_with_a_prefix() {
+    let definition = TaskDefinition::builder()
+        .container_definitions(logged("web", AWSLOGS, LogDriver::Awslogs))
+        .container_definitions(logged(
+            "sidecar",
+            &[("awslogs-group", "/ecs/app-api")],
+            LogDriver::Awslogs,
+        ))
+        .container_definitions(logged("proxy", AWSLOGS, LogDriver::Fluentd))
+        .build();
+    let sources = crate::diagnose::log_sources(&definition);
+    assert_eq!(sources.len(), 1, "{sources:?}");
+    let web = &sources[0];
+    assert_eq!(
+        (
+            web.group.as_str(),
+            web.region.as_deref(),
+            web.stream_prefix.as_deref(),
+            web.label.as_str()
+        ),
+        ("/ecs/app-api", Some("us-east-1"), Some("app/web/"), "web")
+    );
+    assert_eq!(
+        web.redact,
+        [SECRET],
+        "its lines hide the environment values"
+    );
+}
+
 fn exited(name: &str, code: Option<i32>, reason: Option<&str>) -> Container {
     Container::builder()
         .name(name)

@@ -519,6 +519,20 @@ impl Deployer for FakeTarget {
         }
     }
 
+    async fn log_sources(
+        &self,
+        live: &LiveState,
+    ) -> Result<Vec<deployer_core::LogSource>, DeployError> {
+        let _ = live;
+        Ok(vec![deployer_core::LogSource {
+            group: "/fake/app".into(),
+            region: None,
+            stream_prefix: None,
+            label: "app".into(),
+            redact: Vec::new(),
+        }])
+    }
+
     async fn restart(&self, live: &LiveState, progress: &Progress) -> Result<Applied, DeployError> {
         self.steps.step().await;
         progress.before_mutation("Restart")?;

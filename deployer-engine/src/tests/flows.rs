@@ -487,6 +487,13 @@ async fn a_diagnosis_is_asked_for_only_after_a_failure_and_never_replaces_its_er
         failed.diagnosis.unwrap().reasons,
         [format!("{} crashed", id("t2"))]
     );
+    // The failure is recorded with what the target said, for `status` the day after.
+    let last = bed.state().last.unwrap();
+    assert!(!last.ok);
+    assert_eq!(
+        last.diagnosis.unwrap().reasons,
+        [format!("{} crashed", id("t2"))]
+    );
 
     lock(&bed.world).diagnosis_hangs = true;
     lock(&bed.world)
@@ -503,5 +510,129 @@ async fn a_diagnosis_is_asked_for_only_after_a_failure_and_never_replaces_its_er
     assert!(
         bed.state().current.unwrap().tag == "t1",
         "nothing recorded for t2 or t3"
+    );
+}
+
+/// Reads the log tail the fake target's log source holds: the lines, or a failure.
+struct FakeLogs {
+    fail: bool,
+    asked: Arc<Mutex<Vec<(String, i64, usize)>>>,
+}
+
+#[async_trait::async_trait]
+impl crate::LogTails for FakeLogs {
+    async fn tail(
+        &self,
+        sources: &[deployer_core::LogSource],
+        since_ms: i64,
+        lines: usize,
+    ) -> Result<Vec<deployer_core::LogLine>, crate::External> {
+        lock(&self.asked).push((sources[0].group.clone(), since_ms, lines));
+        if self.fail {
+            return Err(crate::External::failure(
+                "FilterLogEvents /fake/app: AccessDeniedException",
+            ));
+        }
+        Ok((0..40)
+            .map(|i| deployer_core::LogLine {
+                timestamp_ms: i,
+                source: "app/stream".into(),
+                message: format!("line {i} {}", "x".repeat(200)),
+            })
+            .collect())
+    }
+}
+
+/// Issue 16: a target whose diagnosis reads no log lines gets its log sources' tail through
+/// the engine's reader — only after a failure; a reader that fails is "unavailable"; the
+/// recorded failure keeps a diagnosis cut to fit the deploy state.
+#[tokio::test(start_paused = true)]
+async fn a_failed_rollout_gets_its_log_tail_and_a_failed_read_is_unavailable() {
+    let bed = Bed::new(&id("t0"), false);
+    bed.record("t0").await;
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let engine = |fail: bool| {
+        bed.engine(1).with_logs(Arc::new(FakeLogs {
+            fail,
+            asked: asked.clone(),
+        }))
+    };
+    let input = |tag: &str| ServiceInput {
+        service: "app".into(),
+        tag: tag.into(),
+        local: None,
+        bases: std::collections::BTreeMap::new(),
+    };
+    let ok = engine(false)
+        .run(
+            Mode::Deploy { wait: true },
+            vec![input("t1")],
+            std::future::pending(),
+        )
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(ok.action, Action::Updated);
+    assert!(lock(&asked).is_empty(), "a success reads no logs");
+
+    lock(&bed.world)
+        .endings
+        .insert(id("t2"), Ending::FailsRolledBack);
+    let failed = engine(false)
+        .run(
+            Mode::Deploy { wait: true },
+            vec![input("t2")],
+            std::future::pending(),
+        )
+        .await
+        .pop()
+        .unwrap();
+    let diagnosis = failed.diagnosis.unwrap();
+    assert_eq!(diagnosis.logs.len(), 40, "the reader's lines, as given");
+    let (group, since, lines) = lock(&asked)[0].clone();
+    assert_eq!(
+        (group.as_str(), lines),
+        ("/fake/app", crate::flow::LOG_TAIL)
+    );
+    assert!(since > 0, "from about when the run started: {since}");
+    let recorded = bed.state().last.unwrap().diagnosis.unwrap();
+    assert!(
+        serde_json::to_string(&recorded).unwrap().len() <= crate::records::KEPT_DIAGNOSIS,
+        "{recorded:?}"
+    );
+    assert_eq!(
+        recorded.reasons, diagnosis.reasons,
+        "the reasons survive the cut"
+    );
+    assert_eq!(
+        recorded.logs.last().map(|l| l.timestamp_ms),
+        Some(39),
+        "the newest lines are kept"
+    );
+
+    lock(&bed.world)
+        .endings
+        .insert(id("t3"), Ending::FailsRolledBack);
+    let unreadable = engine(true)
+        .run(
+            Mode::Deploy { wait: true },
+            vec![input("t3")],
+            std::future::pending(),
+        )
+        .await
+        .pop()
+        .unwrap();
+    assert!(
+        unreadable
+            .error
+            .unwrap()
+            .message
+            .contains("circuit breaker")
+    );
+    let diagnosis = unreadable.diagnosis.unwrap();
+    assert!(diagnosis.logs.is_empty());
+    assert_eq!(
+        diagnosis.unavailable,
+        ["log tail: FilterLogEvents /fake/app: AccessDeniedException"]
     );
 }

@@ -374,3 +374,91 @@ async fn an_unreadable_lock_value_expires_a_lease_after_it_was_written() {
             .any(|c| c.name.contains("-takeover-unreadable-"))
     );
 }
+
+/// A store whose lock writes, once armed, wait at a gate — and take effect even when the
+/// caller stops waiting (a request already sent is applied by SSM whether or not its answer is
+/// read): the renewal's `PutParameter` in flight while the run releases the lock.
+struct InFlightPuts {
+    inner: Arc<super::fakes::RunStore>,
+    armed: std::sync::atomic::AtomicBool,
+    gate: Arc<tokio::sync::Notify>,
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl Store for InFlightPuts {
+    async fn get(&self, name: &str) -> Result<Option<crate::store::Entry>, crate::StoreError> {
+        self.inner.get(name).await
+    }
+
+    async fn get_many(
+        &self,
+        names: &[String],
+    ) -> Result<std::collections::BTreeMap<String, crate::store::Entry>, crate::StoreError> {
+        self.inner.get_many(names).await
+    }
+
+    async fn put(&self, name: &str, value: &str) -> Result<(), crate::StoreError> {
+        if !self.armed.load(std::sync::atomic::Ordering::SeqCst) {
+            return self.inner.put(name, value).await;
+        }
+        let (inner, gate, waiting) = (self.inner.clone(), self.gate.clone(), self.waiting.clone());
+        let (name, value) = (name.to_owned(), value.to_owned());
+        // Detached: dropping this call's future does not take the request back.
+        let sent = tokio::spawn(async move {
+            waiting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            gate.notified().await;
+            inner.put(&name, &value).await
+        });
+        sent.await.expect("the write task")
+    }
+
+    async fn create(&self, name: &str, value: &str) -> Result<bool, crate::StoreError> {
+        self.inner.create(name, value).await
+    }
+
+    async fn delete(&self, name: &str) -> Result<bool, crate::StoreError> {
+        self.inner.delete(name).await
+    }
+}
+
+/// The release must not race the renewal: a renewal write still in flight when the claim is
+/// deleted would put the claim back, and the lock would outlive a run that exited 0 (seen in
+/// `tests/e2e/lock_trust.rs` under SSM throttling, where a renewal's retried write landed after
+/// the release's delete). The release stops the renewal and waits for it first.
+#[tokio::test(start_paused = true)]
+async fn a_renewal_in_flight_cannot_put_the_claim_back_after_the_release() {
+    let bed = Bed::new();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let store = Arc::new(InFlightPuts {
+        inner: bed.store(1, clean()),
+        armed: std::sync::atomic::AtomicBool::new(false),
+        gate: gate.clone(),
+        waiting: waiting.clone(),
+    });
+    let claim = Locks::new(store.clone(), Arc::new(bed.clock.clone()), LEASE, "me")
+        .acquire(LOCK, "svc", Duration::ZERO, &progress())
+        .await
+        .unwrap();
+    store.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    // The renewal (every sixth of the lease) reads the claim, then its write hangs in flight.
+    tokio::time::sleep(LEASE / 6 + Duration::from_millis(100)).await;
+    assert_eq!(
+        waiting.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "a renewal write is in flight"
+    );
+
+    let release = tokio::spawn(claim.release());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The write lands (SSM applies it whoever still waits for its answer).
+    gate.notify_one();
+    release.await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        bed.value(LOCK),
+        None,
+        "the renewal's write put the released claim back"
+    );
+}

@@ -750,3 +750,29 @@ async fn a_fenced_run_creates_nothing_and_updates_nothing() {
         assert_eq!(rule.num_calls(), 0);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_diagnosis_is_the_failure_reason_redacted_and_the_log_group_hides_the_models_environment()
+ {
+    use deployer_core::Applied;
+    let reason = format!("The container failed the ping health check (API_KEY={SECRET})");
+    let rules = all(&[
+        read_rules(),
+        vec![describe_endpoint(endpoint(
+            S::Failed,
+            OLD_CONFIG,
+            Some(&reason),
+        ))],
+    ]);
+    let deployer = deployer(&refs(&rules), None);
+    let live = deployer.read_live().await.unwrap();
+    let diagnosis = deployer.diagnose(&Applied::default()).await;
+    assert_eq!(
+        diagnosis.reasons,
+        ["Failed: The container failed the ping health check (API_KEY=***)"]
+    );
+    let sources = deployer.log_sources(&live).await.unwrap();
+    assert_eq!(sources.len(), 1);
+    assert_eq!(sources[0].group, "/aws/sagemaker/Endpoints/acme-inference");
+    assert!(sources[0].redact.iter().any(|value| value == SECRET));
+}

@@ -396,6 +396,47 @@ async fn a_failing_update_exits_1_with_the_reason() {
     let environment = environment(&unique_name("fail"));
     let runtime_id = create_runtime(&client, &environment, &[FAIL_TAG]).await;
     let fixture = fixture(bed, &runtime_id);
+    // What the failing container wrote to the runtime's log group (issue 16): the diagnosis
+    // shows its tail, with the runtime's environment values hidden.
+    let group = format!("/aws/bedrock-agentcore/runtimes/{runtime_id}-DEFAULT");
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&bed.sdk_config().await);
+    logs.create_log_group()
+        .log_group_name(&group)
+        .send()
+        .await
+        .unwrap();
+    logs.create_log_stream()
+        .log_group_name(&group)
+        .log_stream_name("2026/12/04/[runtime-logs]abc")
+        .send()
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let token = &environment["UPSTREAM_API_TOKEN"];
+    let mut put = logs
+        .put_log_events()
+        .log_group_name(&group)
+        .log_stream_name("2026/12/04/[runtime-logs]abc");
+    for (i, line) in [
+        "agent starting".to_owned(),
+        format!("calling upstream with {token}"),
+        "exec format error".to_owned(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        put = put.log_events(
+            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                .timestamp(now + i as i64)
+                .message(line)
+                .build()
+                .unwrap(),
+        );
+    }
+    put.send().await.unwrap();
 
     let out = deploy(bed, &fixture);
     assert_no_secrets(&environment, &out);
@@ -407,6 +448,28 @@ async fn a_failing_update_exits_1_with_the_reason() {
         .unwrap_or_else(|| panic!("no error message in {report}"));
     assert!(message.contains("UPDATE_FAILED"), "{message}");
     assert!(message.contains(FAILURE_REASON), "{message}");
+    let diagnosis = &report["diagnosis"];
+    assert!(
+        diagnosis["reasons"][0].as_str().is_some_and(
+            |reason| reason.starts_with("UPDATE_FAILED") && reason.contains(FAILURE_REASON)
+        ),
+        "the runtime's failureReason: {report}"
+    );
+    let lines: Vec<&str> = diagnosis["logs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no log tail in {report}"))
+        .iter()
+        .map(|line| line["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "agent starting",
+            "calling upstream with ***",
+            "exec format error"
+        ],
+        "{report}"
+    );
     let live = get(&client, &runtime_id).await;
     assert_eq!(live.status(), &AgentRuntimeStatus::UpdateFailed);
 }

@@ -17,7 +17,7 @@ use crate::ecs::{FAIL_TAG, Setup, setup, web};
 /// The value of the container's `DATABASE_URL` (the setup's environment): it must never be shown.
 const SECRET: &str = "postgres://app:pw@db/app";
 
-const OOM: &[(&str, &str)] = &[
+pub(crate) const OOM: &[(&str, &str)] = &[
     FAIL_TAG,
     (
         "deployer-testbed:stop-reason",
@@ -179,6 +179,45 @@ async fn an_oom_killed_rollout_says_why_with_the_last_log_lines() {
             && annotation.contains("%0Astopped task ")
             && annotation.contains("web exit 137: OutOfMemoryError"),
         "{annotation}"
+    );
+    assert_no_secret(&[&out.stdout, &out.stderr]);
+
+    // The day after: `status` shows the failure recorded, with what the target said then.
+    let status = |json: bool| {
+        let mut deployer = Deployer::new()
+            .current_dir(setup.repo.path())
+            .bed(bed)
+            .args(["status", "--service", "web"]);
+        if json {
+            deployer = deployer.arg("--json");
+        }
+        deployer.run()
+    };
+    let out = status(true);
+    out.assert_success();
+    let json = out.json();
+    let last = &json["services"][0]["last"];
+    assert_eq!(last["ok"], false, "{json}");
+    let recorded = &last["diagnosis"];
+    assert_eq!(
+        recorded["stopped_tasks"][0]["containers"][0]["exit_code"], 137,
+        "status shows the recorded diagnosis: {json}"
+    );
+    assert!(
+        recorded["logs"].as_array().is_some_and(|lines| lines
+            .iter()
+            .any(|l| l["message"] == "fatal: heap exhausted after 512 MiB")),
+        "{json}"
+    );
+    let out = status(false);
+    out.assert_success();
+    eprintln!("--- `deployer status` after the failure:\n{}", out.stdout);
+    assert!(
+        out.stdout.contains("last failure:")
+            && out.stdout.contains("web exit 137: OutOfMemoryError")
+            && out.stdout.contains("| fatal: heap exhausted after 512 MiB"),
+        "{}",
+        out.stdout
     );
     assert_no_secret(&[&out.stdout, &out.stderr]);
 }

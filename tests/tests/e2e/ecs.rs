@@ -27,7 +27,8 @@ const UNKNOWN_MEMBER_TAG: (&str, &str) = ("deployer-testbed:unknown-member", "te
 /// logs and a health check, and a fixture repository whose `web` service deploys it.
 pub(crate) struct Setup {
     ecs: Client,
-    name: String,
+    /// The cluster, service and task definition family, and the log group's last part.
+    pub(crate) name: String,
     pub(crate) repo: FixtureRepo,
     repository: String,
     /// The task definition the service ran before any deploy.

@@ -31,6 +31,26 @@ const ACCOUNT: &str = "123456789012";
 /// needed must be listed here.
 const NOT_EXERCISED: &[(&str, &str, &str)] = &[
     (
+        "logs:FilterLogEvents",
+        "LogsOnFailure",
+        "read only after a failed rollout (the diagnosis's log tail) and by `deployer logs` (tests/e2e/diagnosis.rs, logs.rs)",
+    ),
+    (
+        "logs:GetLogEvents",
+        "LogStreamsOnFailure",
+        "ECS: the failed tasks' last log lines, read only after a failed rollout (tests/e2e/diagnosis.rs)",
+    ),
+    (
+        "ecs:ListTasks",
+        "EcsListTasksOnFailure",
+        "ECS: the tasks a failed deployment started, read only after a failed rollout (tests/e2e/diagnosis.rs)",
+    ),
+    (
+        "ecs:DescribeTasks",
+        "EcsTasksOnFailure",
+        "ECS: why those tasks stopped, read only after a failed rollout (tests/e2e/diagnosis.rs)",
+    ),
+    (
         "codebuild:StopBuild",
         "CodeBuildProjects",
         "a build is stopped only when a run is interrupted or its deadline passes (tests/e2e/codebuild.rs stops one)",
@@ -467,6 +487,30 @@ fn requests(
                 })
                 .collect()
         }
+        // The diagnosis of a failed ECS rollout: its tasks, by cluster.
+        ("ecs", "ListTasks") => {
+            let cluster = param(call, "cluster").unwrap_or("default");
+            let cluster = cluster.rsplit('/').next().unwrap_or(cluster);
+            one(arn("ecs", &format!("container-instance/{cluster}/*")))
+        }
+        ("ecs", "DescribeTasks") => {
+            let cluster = param(call, "cluster").unwrap_or("default");
+            let cluster = cluster.rsplit('/').next().unwrap_or(cluster);
+            Ok(strings(&call["params"]["tasks"])
+                .iter()
+                .map(|task| {
+                    let id = task.rsplit('/').next().unwrap_or(task);
+                    request(&iam_action, arn("ecs", &format!("task/{cluster}/{id}")))
+                })
+                .collect())
+        }
+        ("logs", "FilterLogEvents") => one(arn(
+            "logs",
+            &format!(
+                "log-group:{}",
+                param(call, "logGroupName").ok_or("no logGroupName")?
+            ),
+        )),
         ("logs", "GetLogEvents") => one(arn(
             "logs",
             &format!(
@@ -749,7 +793,12 @@ fn verify(
         "calls the test cannot map:\n{}",
         problems.join("\n")
     );
-    // Every call is allowed.
+    assert_allowed(statements, &checked, policy_text);
+    verify_needed(statements, calls, checked, policy_text)
+}
+
+/// Every request of `checked` is allowed by some statement.
+fn assert_allowed(statements: &[Statement], checked: &[Request], policy_text: &str) {
     let denied: Vec<String> = checked
         .iter()
         .filter(|r| allowed_by(statements, r).is_none())
@@ -765,8 +814,16 @@ fn verify(
         "the policy denies what the deploy did:\n{}\n\npolicy:\n{policy_text}",
         denied.join("\n"),
     );
+}
 
-    // Nothing is granted that no call needed, but the documented exceptions.
+/// Nothing is granted that no call of `checked` needed, but the documented exceptions; returns
+/// what was checked, in a line.
+fn verify_needed(
+    statements: &[Statement],
+    calls: &[Value],
+    checked: Vec<Request>,
+    policy_text: &str,
+) -> String {
     let mut unexercised = Vec::new();
     for statement in statements {
         for action in &statement.actions {
@@ -1009,4 +1066,75 @@ async fn the_policy_allows_exactly_what_a_deploy_on_codebuild_calls() {
     );
     let summary = verify(&statements, &calls, &task_definitions, &text.stdout);
     eprintln!("iam (codebuild): {summary}");
+}
+
+/// Issue 16: what a failed ECS rollout's diagnosis reads (its tasks, why they stopped, their
+/// containers' log lines) is allowed by the policy `iam-policy` printed beforehand.
+#[tokio::test]
+async fn the_policy_allows_what_a_failed_rollouts_diagnosis_calls() {
+    let Some(bed) = testbed!(moto, registry, builder) else {
+        return;
+    };
+    let setup = crate::ecs::setup(bed, "bootstrap", crate::diagnosis::OOM, "").await;
+    let tool_key = unique_name("AKIDIAMFAILPOLICY").to_ascii_uppercase();
+    let printed = run(
+        bed,
+        &setup.repo,
+        &tool_key,
+        &["iam-policy", "--service", "web"],
+    );
+    printed.assert_success();
+    let policy: Value = serde_json::from_str(&printed.stdout).unwrap();
+    let statements = parse_policy(&policy);
+    assert!(
+        statements.iter().any(|s| s.sid == "WebEcsTasksOnFailure"),
+        "{}",
+        printed.stdout
+    );
+
+    let deploy_key = unique_name("AKIDIAMFAILDEPLOY").to_ascii_uppercase();
+    let out = run(
+        bed,
+        &setup.repo,
+        &deploy_key,
+        &[
+            "deploy",
+            "--service",
+            "web",
+            "--json",
+            "--builder",
+            &bed.builder().name,
+        ],
+    );
+    out.assert_code(1);
+    let report = out.json();
+    assert!(
+        report["services"][0]["diagnosis"]["stopped_tasks"][0]["containers"][0]["exit_code"] == 137,
+        "the diagnosis was read: {report}"
+    );
+    // The revision the failed deploy registered (the report of a failure names none).
+    let ecs = aws_sdk_ecs::Client::new(&bed.sdk_config().await);
+    let newest = ecs
+        .list_task_definitions()
+        .family_prefix(&setup.name)
+        .sort(aws_sdk_ecs::types::SortOrder::Desc)
+        .send()
+        .await
+        .unwrap()
+        .task_definition_arns()[0]
+        .clone();
+    let task_definitions = BTreeMap::from([(setup.name.clone(), newest)]);
+    let calls = recorded(bed, &deploy_key);
+    let mut checked = Vec::new();
+    for call in &calls {
+        checked.extend(requests(call, &task_definitions).unwrap_or_else(|p| panic!("{p}")));
+    }
+    for action in ["ecs:ListTasks", "ecs:DescribeTasks", "logs:GetLogEvents"] {
+        assert!(
+            checked.iter().any(|r| r.action == action),
+            "the diagnosis called {action}: {:?}",
+            checked.iter().map(|r| &r.action).collect::<Vec<_>>()
+        );
+    }
+    assert_allowed(&statements, &checked, &printed.stdout);
 }

@@ -26,6 +26,7 @@ mod kills;
 mod lambda;
 mod lock;
 mod lock_trust;
+mod logs;
 mod monorepo;
 mod order;
 mod rollback_targets;
