@@ -1413,9 +1413,9 @@ mod tests {
             ]
         );
         // No endpoints: no endpoint statement at all.
-        let policy = policy(&facts(vec![service(Vec::new())]));
+        let without = super::policy(&facts(vec![service(Vec::new())]));
         assert!(
-            !policy
+            !without
                 .statements
                 .iter()
                 .any(|s| s.sid == "InferenceApiAgentCoreEndpoints")
