@@ -24,6 +24,7 @@
 //! | `<Service>EcsTagOnRegister` | `ecs:TagResource` if `ecs:CreateAction` = `RegisterTaskDefinition` | `task-definition/<family>:*` | a new revision carries the live one's tags: tag-on-create is authorized as `TagResource` |
 //! | `<Service>PassTaskRoles` | `iam:PassRole` if `iam:PassedToService` = `ecs-tasks.amazonaws.com` | the live task and execution roles | `RegisterTaskDefinition` passes them again |
 //! | `<Service>AgentCoreRuntime` | `bedrock-agentcore:GetAgentRuntime`, `bedrock-agentcore:UpdateAgentRuntime` | the runtime | |
+//! | `<Service>AgentCoreEndpoints` | `bedrock-agentcore:GetAgentRuntimeEndpoint`, `bedrock-agentcore:UpdateAgentRuntimeEndpoint` | `runtime/<id>/runtime-endpoint/<name>` of each of `endpoints` | the named endpoints are read, moved to each new version and back by a rollback (`GetAgentRuntime` of a recorded version is authorized on the runtime) |
 //! | `<Service>PassRuntimeRole` | `iam:PassRole` if `iam:PassedToService` = `bedrock-agentcore.amazonaws.com` | the live runtime role | `UpdateAgentRuntime` sends the role again (a full replacement) |
 //! | `<Service>LambdaFunction` | `lambda:GetFunction`, `lambda:GetFunctionConfiguration`, `lambda:UpdateFunctionCode`; with `publish`: `lambda:PublishVersion` (+ `lambda:ListVersionsByFunction` without an alias); with `alias`: `lambda:GetAlias`, `lambda:UpdateAlias`, `lambda:CreateAlias` | the function | `UpdateFunctionCode` passes no role: no `iam:PassRole` |
 //! | `<Service>LambdaVersions` | `lambda:GetFunctionConfiguration` | `<function>:*` | with `publish`: a published version is read until it is active |
@@ -47,7 +48,7 @@
 //! | `<Service>LogsOnFailure` | `logs:FilterLogEvents` | the service's log groups (an ECS container's `awslogs-group`, `/aws/lambda/<function>`, the runtime's, the endpoint's) | read only after a failed rollout (its diagnosis's log tail) and by `deployer logs` |
 //! | `<Service>LogStreamsOnFailure` | `logs:GetLogEvents` | `log-group:<awslogs-group>:log-stream:*` | ECS: the failed tasks' containers' last lines |
 //! | `<Service>EcsListTasksOnFailure`, `<Service>EcsTasksOnFailure` | `ecs:ListTasks` / `ecs:DescribeTasks` | `container-instance/<cluster>/*` / `task/<cluster>/*` | ECS: the tasks a failed deployment started, and why they stopped |
-//! | `<Service>SmokeInvoke` | `lambda:InvokeFunction` / `bedrock-agentcore:InvokeAgentRuntime` | the alias (or function) / the runtime and its `DEFAULT` endpoint | an `invoke` smoke check |
+//! | `<Service>SmokeInvoke` | `lambda:InvokeFunction` / `bedrock-agentcore:InvokeAgentRuntime` | the alias (or function) / the runtime and the endpoint invoked (the first of `endpoints`, else `DEFAULT`) | an `invoke` smoke check |
 //!
 //! # Only `*`
 //!
@@ -198,6 +199,8 @@ pub(crate) enum Live {
     Agentcore {
         runtime_arn: String,
         role_arn: String,
+        /// The named endpoints (`endpoints`) deploys move, in manifest order.
+        endpoints: Vec<String>,
     },
     Lambda {
         /// Unqualified.
@@ -759,6 +762,7 @@ fn target(b: &mut Builder, account: &Account, service: &ServiceFacts) {
         Live::Agentcore {
             runtime_arn,
             role_arn,
+            endpoints,
         } => {
             b.allow(
                 format!("{name}AgentCoreRuntime"),
@@ -768,6 +772,18 @@ fn target(b: &mut Builder, account: &Account, service: &ServiceFacts) {
                 ],
                 [runtime_arn.clone()],
             );
+            if !endpoints.is_empty() {
+                b.allow(
+                    format!("{name}AgentCoreEndpoints"),
+                    &[
+                        "bedrock-agentcore:GetAgentRuntimeEndpoint",
+                        "bedrock-agentcore:UpdateAgentRuntimeEndpoint",
+                    ],
+                    endpoints
+                        .iter()
+                        .map(|endpoint| format!("{runtime_arn}/runtime-endpoint/{endpoint}")),
+                );
+            }
             b.pass_role(
                 format!("{name}PassRuntimeRole"),
                 [role_arn.clone()],
@@ -779,7 +795,10 @@ fn target(b: &mut Builder, account: &Account, service: &ServiceFacts) {
                     &["bedrock-agentcore:InvokeAgentRuntime"],
                     [
                         runtime_arn.clone(),
-                        format!("{runtime_arn}/runtime-endpoint/DEFAULT"),
+                        format!(
+                            "{runtime_arn}/runtime-endpoint/{}",
+                            endpoints.first().map_or("DEFAULT", String::as_str)
+                        ),
                     ],
                 );
             }
@@ -1480,6 +1499,7 @@ mod tests {
             live: Live::Agentcore {
                 runtime_arn: runtime_arn.into(),
                 role_arn: "arn:aws:iam::123456789012:role/acme-agentcore".into(),
+                endpoints: Vec::new(),
             },
         }]));
         let runtime = statement(&policy, "InferenceApiAgentCoreRuntime");
@@ -1492,6 +1512,54 @@ mod tests {
         assert_eq!(
             statement(&policy, "InferenceApiSmokeInvoke").resources[1],
             format!("{runtime_arn}/runtime-endpoint/DEFAULT")
+        );
+    }
+
+    #[test]
+    fn agentcore_endpoints_are_granted_on_their_own_arns_only() {
+        let runtime_arn =
+            "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/acme_inference-AbCdE12345";
+        let service = |endpoints: Vec<String>| ServiceFacts {
+            name: "inference-api".into(),
+            repository: Some("acme/inference-api".into()),
+            smoke_invoke: true,
+            remote_build: false,
+            live: Live::Agentcore {
+                runtime_arn: runtime_arn.into(),
+                role_arn: "arn:aws:iam::123456789012:role/acme-agentcore".into(),
+                endpoints,
+            },
+        };
+        let policy = policy(&facts(vec![service(vec!["prod".into(), "beta".into()])]));
+        let endpoints = statement(&policy, "InferenceApiAgentCoreEndpoints");
+        assert_eq!(
+            endpoints.actions,
+            [
+                "bedrock-agentcore:GetAgentRuntimeEndpoint",
+                "bedrock-agentcore:UpdateAgentRuntimeEndpoint"
+            ]
+        );
+        assert_eq!(
+            endpoints.resources,
+            [
+                format!("{runtime_arn}/runtime-endpoint/prod"),
+                format!("{runtime_arn}/runtime-endpoint/beta")
+            ]
+        );
+        assert_eq!(
+            statement(&policy, "InferenceApiSmokeInvoke").resources,
+            [
+                runtime_arn.to_owned(),
+                format!("{runtime_arn}/runtime-endpoint/prod")
+            ]
+        );
+        // No endpoints: no endpoint statement at all.
+        let without = super::policy(&facts(vec![service(Vec::new())]));
+        assert!(
+            !without
+                .statements
+                .iter()
+                .any(|s| s.sid == "InferenceApiAgentCoreEndpoints")
         );
     }
 

@@ -19,6 +19,7 @@ pub mod aws;
 mod commands;
 mod context;
 mod diagnosis;
+mod endpoints;
 mod engine;
 mod exit;
 mod github;

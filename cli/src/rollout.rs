@@ -19,6 +19,10 @@ pub(crate) struct ServiceReport {
     /// Fields looked up at deploy time, with where each value came from.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) resolved: Vec<crate::lookups::Resolved>,
+    /// `plan` of an AgentCore service: its named endpoints, the version each serves and the
+    /// one a deploy moves it to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) endpoints: Vec<crate::endpoints::EndpointView>,
     pub(crate) error: Option<ErrorReport>,
 }
 
@@ -41,6 +45,7 @@ impl ServiceReport {
         });
         ServiceReport {
             resolved: ctx.resolved_for(&result.service),
+            endpoints: Vec::new(),
             result,
             error,
         }

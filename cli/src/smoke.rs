@@ -269,9 +269,12 @@ async fn invoke(
             body
         }
         #[cfg(feature = "agentcore")]
-        Target::Agentcore(_) => {
+        Target::Agentcore(target) => {
             let arn = deployer_agentcore::ids::runtime_arn(ids)
                 .context("the rollout recorded no runtime ARN to invoke")?;
+            // Through the first named endpoint, the one traffic uses, when there is one;
+            // else `DEFAULT` (no qualifier).
+            let qualifier = target.endpoints.first();
             let agentcore = crate::aws::client!(aws_sdk_bedrockagentcore, &ctx.sdk);
             // a session id of at least 33 characters, unique per check
             let session = format!("deployer-smoke-{}-{}", service.name, std::process::id())
@@ -286,7 +289,8 @@ async fn invoke(
                 .content_type("application/json")
                 .payload(aws_sdk_bedrockagentcore::primitives::Blob::new(
                     payload.as_bytes(),
-                ));
+                ))
+                .set_qualifier(qualifier.cloned());
             let output = tokio::time::timeout(timeout, request.send())
                 .await
                 .map_err(|_| anyhow!("the invoke did not answer within {}s", timeout.as_secs()))?

@@ -35,6 +35,9 @@ struct Args {
     /// The agent runtime id.
     #[arg(long)]
     runtime_id: String,
+    /// A named endpoint moved to the new version once the runtime is READY on it (repeatable).
+    #[arg(long = "endpoint")]
+    endpoints: Vec<String>,
     /// How long the rollout may take.
     #[arg(long, default_value_t = 900)]
     timeout_secs: u64,
@@ -53,6 +56,7 @@ async fn main() -> ExitCode {
         aws_sdk_bedrockagentcorecontrol::Client::new(&sdk_config().await),
         AgentcoreTarget {
             runtime_id: args.runtime_id.clone(),
+            endpoints: args.endpoints.clone(),
         },
     );
     let progress = Progress::new(&args.runtime_id, Arc::new(Stderr));

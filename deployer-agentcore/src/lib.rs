@@ -17,7 +17,7 @@
 //!
 //! let deployer = AgentcoreDeployer::new(
 //!     aws_sdk_bedrockagentcorecontrol::Client::new(sdk),
-//!     AgentcoreTarget { runtime_id: "acme_agent-a1b2c3d4e5".into() },
+//!     AgentcoreTarget { runtime_id: "acme_agent-a1b2c3d4e5".into(), endpoints: vec!["prod".into()] },
 //! );
 //! let outcome = deploy(&deployer, &wanted, &Progress::discard("agent"), &PollPolicy::default()).await?;
 //! // outcome.ids: runtime_id, old_version, version, arn
@@ -102,6 +102,7 @@
 //! values beyond one call, and nothing it defines prints them in its `Debug` output.
 #![warn(missing_docs)]
 
+mod endpoints;
 mod fields;
 mod logs;
 mod raw;
@@ -123,6 +124,7 @@ use deployer_core::poll::{Poll, PollPolicy, StateLog, poll_until};
 use deployer_core::{
     Applied, Artifact, DeployError, Deployer, LiveState, Phase, Progress, one_line,
 };
+use std::time::Instant;
 
 const GET: &str = "GetAgentRuntime";
 const UPDATE: &str = "UpdateAgentRuntime";
@@ -151,6 +153,67 @@ pub mod ids {
     pub const STATUS: &str = "status";
     /// `agentRuntimeArn`.
     pub const ARN: &str = "arn";
+    /// Applied: the rollout moves only the named endpoints (a rollback to a version that still
+    /// exists); the runtime was not updated. Never recorded: `wait` drops it.
+    pub const ENDPOINTS_ONLY: &str = "endpoints_only";
+    /// Live, per named endpoint `<name>` (`endpoint.<name>.status`, see [`endpoint_key`]):
+    /// the endpoint's status (`READY`, `UPDATING`, `UPDATE_FAILED`, …).
+    pub const ENDPOINT_STATUS: &str = "status";
+    /// Live, per named endpoint: `liveVersion`, the version serving requests.
+    pub const ENDPOINT_LIVE_VERSION: &str = "live_version";
+    /// Live, per named endpoint: `targetVersion`, the version it is being moved to (the live
+    /// one once settled).
+    pub const ENDPOINT_TARGET_VERSION: &str = "target_version";
+    /// Live, per named endpoint: the container URI its live version runs.
+    pub const ENDPOINT_IMAGE: &str = "image";
+    /// The prefix of the per-endpoint keys.
+    const ENDPOINT_PREFIX: &str = "endpoint.";
+
+    /// The key of `field` of the named endpoint `name`: `endpoint.<name>.<field>`.
+    pub fn endpoint_key(name: &str, field: &str) -> String {
+        format!("{ENDPOINT_PREFIX}{name}.{field}")
+    }
+
+    /// One named endpoint as the live state reports it.
+    #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+    pub struct Endpoint {
+        /// The endpoint's name.
+        pub name: String,
+        /// Its status.
+        pub status: Option<String>,
+        /// The version serving requests.
+        pub live_version: Option<String>,
+        /// The version it is being moved to (the live one once settled).
+        pub target_version: Option<String>,
+        /// The container URI its live version runs.
+        pub image: Option<String>,
+    }
+
+    /// The named endpoints the live state `ids` reports, by name.
+    pub fn endpoints(ids: &BTreeMap<String, String>) -> Vec<Endpoint> {
+        let mut endpoints: BTreeMap<&str, Endpoint> = BTreeMap::new();
+        for (key, value) in ids {
+            let Some((name, field)) = key
+                .strip_prefix(ENDPOINT_PREFIX)
+                .and_then(|rest| rest.rsplit_once('.'))
+            else {
+                continue;
+            };
+            let endpoint = endpoints.entry(name).or_insert_with(|| Endpoint {
+                name: name.to_owned(),
+                ..Endpoint::default()
+            });
+            let slot = match field {
+                ENDPOINT_STATUS => &mut endpoint.status,
+                ENDPOINT_LIVE_VERSION => &mut endpoint.live_version,
+                ENDPOINT_TARGET_VERSION => &mut endpoint.target_version,
+                ENDPOINT_IMAGE => &mut endpoint.image,
+                _ => continue,
+            };
+            *slot = Some(value.clone());
+        }
+        endpoints.into_values().collect()
+    }
 
     /// The ARN to invoke the runtime by: [`ARN`] without a `:version…` qualifier. `None` when
     /// the ids carry no ARN.
@@ -171,6 +234,40 @@ pub mod ids {
                 assert_eq!(runtime_arn(&ids), Some(arn));
             }
             assert_eq!(runtime_arn(&BTreeMap::new()), None);
+        }
+
+        #[test]
+        fn endpoints_are_read_back_by_name() {
+            let ids = BTreeMap::from([
+                (VERSION.to_owned(), "3".to_owned()),
+                (endpoint_key("prod", ENDPOINT_STATUS), "READY".to_owned()),
+                (endpoint_key("prod", ENDPOINT_LIVE_VERSION), "2".to_owned()),
+                (
+                    endpoint_key("prod", ENDPOINT_TARGET_VERSION),
+                    "3".to_owned(),
+                ),
+                (
+                    endpoint_key("beta_1", ENDPOINT_LIVE_VERSION),
+                    "3".to_owned(),
+                ),
+            ]);
+            assert_eq!(
+                endpoints(&ids),
+                [
+                    Endpoint {
+                        name: "beta_1".into(),
+                        live_version: Some("3".into()),
+                        ..Endpoint::default()
+                    },
+                    Endpoint {
+                        name: "prod".into(),
+                        status: Some("READY".into()),
+                        live_version: Some("2".into()),
+                        target_version: Some("3".into()),
+                        image: None,
+                    },
+                ]
+            );
         }
     }
 }
@@ -447,16 +544,40 @@ impl Deployer for AgentcoreDeployer {
     async fn read_live(&self) -> Result<LiveState, DeployError> {
         let live = self.read_settled(None, None).await?;
         self.check_updatable(&live)?;
-        self.live_state(&live)
+        let mut state = self.live_state(&live)?;
+        self.add_endpoints(&live, &mut state).await?;
+        Ok(state)
     }
 
-    /// Current only when the runtime is `READY` on the wanted image: after `UPDATE_FAILED`
-    /// the runtime may report the image it failed to roll to.
+    /// Current only when the runtime is `READY` on the wanted image (after `UPDATE_FAILED`
+    /// the runtime may report the image it failed to roll to) and every named endpoint is
+    /// `READY` on the runtime's version.
     fn is_current(&self, live: &LiveState, wanted: &Artifact) -> bool {
         live.ids
             .get(ids::STATUS)
             .is_some_and(|status| status == AgentRuntimeStatus::Ready.as_str())
             && live.runs(wanted)
+            && self.endpoints_current(live)
+    }
+
+    /// With named endpoints, what they serve: each `READY` on a version that runs
+    /// `artifact` (a rollback moves them back without updating the runtime).
+    fn serves(&self, live: &LiveState, artifact: &Artifact) -> bool {
+        if self.target.endpoints.is_empty() {
+            return self.is_current(live, artifact);
+        }
+        self.endpoints_serve(live, artifact)
+    }
+
+    /// With named endpoints, a rollback to a recorded version that still exists and still
+    /// runs the recorded image moves the endpoints back to it and leaves the runtime alone.
+    async fn revert(
+        &self,
+        live: &LiveState,
+        previous: &Applied,
+        progress: &Progress,
+    ) -> Result<Option<Applied>, DeployError> {
+        self.revert_endpoints(live, previous, progress).await
     }
 
     /// Reads the runtime again (waiting out an update in flight) and sends it back whole with
@@ -478,6 +599,31 @@ impl Deployer for AgentcoreDeployer {
             self.check_members(&recorder)?;
             let old_uri = request::container_uri(&current, self.runtime_id())?.to_owned();
             let old_version = current.agent_runtime_version().to_owned();
+            if !self.target.endpoints.is_empty()
+                && *current.status() == AgentRuntimeStatus::Ready
+                && wanted.matches_live(&old_uri)
+            {
+                // Only the endpoints are behind: `wait` moves them.
+                progress.emit(
+                    Phase::Apply,
+                    format!(
+                        "{} is READY on {old_uri} at version {old_version}: not updated; moving its endpoints",
+                        self.target()
+                    ),
+                );
+                let mut ids = BTreeMap::new();
+                ids.insert(ids::RUNTIME_ID.to_owned(), self.runtime_id().to_owned());
+                ids.insert(ids::OLD_VERSION.to_owned(), old_version.clone());
+                ids.insert(ids::VERSION.to_owned(), old_version);
+                if !current.agent_runtime_arn().is_empty() {
+                    ids.insert(ids::ARN.to_owned(), current.agent_runtime_arn().to_owned());
+                }
+                return Ok(Applied {
+                    old_artifact: Some(old_uri),
+                    new_artifact: new_uri,
+                    ids,
+                });
+            }
             let update =
                 request::update_request(&self.client, self.runtime_id(), &current, &new_uri)?;
             progress.emit(
@@ -546,13 +692,26 @@ impl Deployer for AgentcoreDeployer {
 
     /// Polls `GetAgentRuntime` until `READY` at the updated version (or a later one) on the
     /// new container URI. `READY` at that version or a later one on another image is a
-    /// [`DeployError::RolloutFailed`]: another deploy replaced this one.
+    /// [`DeployError::RolloutFailed`]: another deploy replaced this one. Then every named
+    /// endpoint is moved to that version and polled until it serves it, within the same
+    /// `policy.timeout` (a rollback through the endpoints alone skips the runtime's wait).
     async fn wait(
         &self,
         applied: &Applied,
         policy: &PollPolicy,
         progress: &Progress,
     ) -> Result<Applied, DeployError> {
+        let started = Instant::now();
+        if applied.ids.contains_key(ids::ENDPOINTS_ONLY) {
+            let version = applied.ids.get(ids::VERSION).ok_or_else(|| {
+                DeployError::Mismatch("the rollback names no runtime version".into())
+            })?;
+            self.roll_endpoints(version, policy, started, progress, &Redactor::default())
+                .await?;
+            let mut applied = applied.clone();
+            applied.ids.remove(ids::ENDPOINTS_ONLY);
+            return Ok(applied);
+        }
         let expected = applied
             .ids
             .get(ids::VERSION)
@@ -605,6 +764,17 @@ impl Deployer for AgentcoreDeployer {
                 },
             )
             .await?;
+        if !self.target.endpoints.is_empty() {
+            let version = live.agent_runtime_version();
+            if version.is_empty() {
+                return Err(DeployError::MissingField {
+                    operation: GET,
+                    field: "agentRuntimeVersion",
+                });
+            }
+            self.roll_endpoints(version, policy, started, progress, &redactor(&live))
+                .await?;
+        }
         let mut applied = applied.clone();
         if !live.agent_runtime_version().is_empty() {
             applied.ids.insert(

@@ -34,22 +34,31 @@ impl AgentcoreDeployer {
         }
     }
 
-    /// The `DEFAULT` endpoint's log group; its lines hide the runtime's environment values.
+    /// The log groups of the `DEFAULT` endpoint and of each named one (`endpoints`); their
+    /// lines hide the runtime's environment values.
     pub(crate) async fn log_source(&self) -> Result<Vec<LogSource>, deployer_core::DeployError> {
         let live = self
             .get(None)
             .await
             .map_err(|failure| self.get_failed(failure))?;
-        let redact = live
+        let redact: Vec<String> = live
             .environment_variables()
             .map(|variables| variables.values().cloned().collect())
             .unwrap_or_default();
-        Ok(vec![LogSource {
-            group: log_group(self.runtime_id(), "DEFAULT"),
-            region: None,
-            stream_prefix: None,
-            label: "runtime".into(),
-            redact,
-        }])
+        let endpoints =
+            std::iter::once("DEFAULT").chain(self.target.endpoints.iter().map(String::as_str));
+        Ok(endpoints
+            .map(|endpoint| LogSource {
+                group: log_group(self.runtime_id(), endpoint),
+                region: None,
+                stream_prefix: None,
+                label: if endpoint == "DEFAULT" {
+                    "runtime".into()
+                } else {
+                    format!("runtime {endpoint}")
+                },
+                redact: redact.clone(),
+            })
+            .collect())
     }
 }

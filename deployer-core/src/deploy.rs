@@ -174,6 +174,23 @@ pub trait Deployer: Send + Sync {
         let _ = previous;
         Ok(Presence::Present)
     }
+
+    /// Returns an image target to the earlier successful deploy `previous` (its recorded ids)
+    /// without sending its image again, when the target still holds it: an AgentCore runtime
+    /// whose recorded version still exists has its named endpoints moved back to that version,
+    /// the runtime left alone. Returns what to [`wait`](Deployer::wait) for, or `None` when the
+    /// target cannot (then the rollback is an ordinary rollover to the recorded digest). Asked
+    /// only after the registry confirmed the recorded image; each mutating call is preceded by
+    /// [`Progress::before_mutation`]. The default is `None`.
+    async fn revert(
+        &self,
+        live: &LiveState,
+        previous: &Applied,
+        progress: &Progress,
+    ) -> Result<Option<Applied>, DeployError> {
+        let _ = (live, previous, progress);
+        Ok(None)
+    }
 }
 
 /// Whether a rollback target (an image by digest, a published version) still exists.

@@ -598,8 +598,30 @@ impl<'r> Flow<'r> {
         Ok(applied)
     }
 
-    /// Back to the recorded deploy `record`: an image is rolled over to again; a zip (whose
-    /// bytes are not kept) is restored by the target from the record's ids.
+    /// A rollback the target makes without sending the image again ([`Deployer::revert`]:
+    /// AgentCore endpoints moved back to a version that still exists), under a proven claim
+    /// with the claim's fence; `None` when the target cannot.
+    async fn revert(
+        &mut self,
+        live: &LiveState,
+        previous: &Applied,
+    ) -> Result<Option<Applied>, EngineError> {
+        self.guard().await?;
+        let start = Instant::now();
+        let fenced = self.fenced();
+        let target = self.target()?;
+        let Some(applied) = target.revert(live, previous, &fenced).await? else {
+            return Ok(None);
+        };
+        self.result.durations_ms.insert("apply", ms(start));
+        self.result.new_artifact = Some(applied.new_artifact.clone());
+        self.result.ids = applied.ids.clone();
+        Ok(Some(applied))
+    }
+
+    /// Back to the recorded deploy `record`: an image is rolled over to again, unless the
+    /// target can return to it in place ([`Flow::revert`]); a zip (whose bytes are not kept)
+    /// is restored by the target from the record's ids.
     async fn back_to(
         &mut self,
         live: &LiveState,
@@ -623,6 +645,10 @@ impl<'r> Flow<'r> {
                         record.artifact
                     ))
                 })?;
+            let previous = restored(live.artifact.clone(), record);
+            if let Some(applied) = self.revert(live, &previous).await? {
+                return Ok(applied);
+            }
             return self.begin(live, Begin::Roll(&artifact)).await;
         }
         let previous = restored(live.artifact.clone(), record);

@@ -334,6 +334,7 @@ async fn live(ctx: &Context, ctx_account: &Account, service: &Service) -> anyhow
                     target.runtime_id
                 ),
                 role_arn: runtime.role_arn().to_owned(),
+                endpoints: target.endpoints.clone(),
             })
         }
         #[cfg(feature = "lambda-image")]

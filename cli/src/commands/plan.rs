@@ -16,7 +16,20 @@ pub(crate) async fn run(
     printer: &Printer,
 ) -> anyhow::Result<Exit> {
     let (ctx, tags) = super::prepare(global, &args.select.services, None).await?;
-    let reports = rollout::run_all(ctx.clone(), tags, Mode::Plan).await;
+    let mut reports = rollout::run_all(ctx.clone(), tags, Mode::Plan).await;
+    for report in &mut reports {
+        let Some(service) = ctx.manifest.services.get(&report.result.service) else {
+            continue;
+        };
+        // A deploy moves each endpoint to the runtime's version when the runtime already
+        // runs the wanted image, else to the version its update makes.
+        let r = &report.result;
+        let runtime_runs_it = r.artifact.is_some() && r.artifact == r.old_artifact;
+        let version = crate::endpoints::runtime_version(&r.ids);
+        report.endpoints = crate::endpoints::views(service, &r.ids, |_| {
+            version.clone().filter(|_| runtime_runs_it)
+        });
+    }
     let exit = rollout::exit_of(&reports);
     finish(&ctx, "plan", &reports);
     if args.github_matrix {
@@ -103,6 +116,9 @@ fn table(reports: &[ServiceReport]) -> String {
                 ));
             }
             _ => {}
+        }
+        for endpoint in &report.endpoints {
+            text.push_str(&format!("{}: {}\n", r.service, endpoint.line()));
         }
         for moved in &r.moved_bases {
             text.push_str(&format!("{}: base image moved: {moved}\n", r.service));

@@ -37,6 +37,10 @@ struct Status {
     /// removed out of band), secret values hidden.
     #[serde(skip_serializing_if = "Option::is_none")]
     items: Option<deployer_core::Changes>,
+    /// An AgentCore service's named endpoints: the version each serves and the one it should
+    /// (the recorded deploy's version).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    endpoints: Vec<crate::endpoints::EndpointView>,
     error: Option<String>,
 }
 
@@ -100,6 +104,7 @@ async fn status(ctx: &Context, service: &Service) -> Status {
         drift: Vec::new(),
         warnings: Vec::new(),
         items: None,
+        endpoints: Vec::new(),
         error: None,
     };
     let mut errors = Vec::new();
@@ -117,8 +122,10 @@ async fn status(ctx: &Context, service: &Service) -> Status {
         Err(error) => errors.push(error.to_string()),
     }
     let mut item_drift = Vec::new();
+    let mut live_ids = None;
     match live {
         Ok((live, items)) => {
+            live_ids = Some(live.ids.clone());
             status.live_artifact = live.artifact;
             status.live_summary = Some(live.summary);
             if let Some(items) = items {
@@ -169,6 +176,28 @@ async fn status(ctx: &Context, service: &Service) -> Status {
         }
     }
     status.drift.extend(item_drift);
+    if let Some(ids) = &live_ids {
+        // Each endpoint should serve the recorded deploy's version (also after a rollback
+        // that moved only the endpoints); without a record, the runtime's latest.
+        let wanted = status
+            .recorded
+            .as_ref()
+            .and_then(|recorded| crate::endpoints::runtime_version(&recorded.ids))
+            .or_else(|| crate::endpoints::runtime_version(ids));
+        status.endpoints = crate::endpoints::views(service, ids, |own| {
+            wanted.clone().or_else(|| own.map(str::to_owned))
+        });
+        for endpoint in &status.endpoints {
+            if endpoint.live_version != endpoint.target_version {
+                status.drift.push(format!(
+                    "endpoint {} serves version {} but should serve version {}",
+                    endpoint.name,
+                    endpoint.live_version.as_deref().unwrap_or("none"),
+                    endpoint.target_version.as_deref().unwrap_or("none")
+                ));
+            }
+        }
+    }
     if let Some(pending) = &status.pending {
         status.drift.push(format!(
             "a rollout to {} started {} is not confirmed: run `deployer wait`",
@@ -270,6 +299,9 @@ fn table(statuses: &[Status]) -> String {
             s.service,
             s.live_summary.as_deref().unwrap_or("-")
         ));
+        for endpoint in &s.endpoints {
+            text.push_str(&format!("  {}\n", endpoint.line()));
+        }
         for drift in &s.drift {
             text.push_str(&format!("  drift: {drift}\n"));
         }

@@ -18,7 +18,8 @@ use deployer_core::{Action, DeployError};
 use super::{ENVIRONMENT, RUNTIME_ID, new_uri, old_uri, run, target};
 use crate::AgentcoreDeployer;
 
-const ARN: &str = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/acme_agent-a1b2c3d4e5";
+pub(super) const ARN: &str =
+    "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/acme_agent-a1b2c3d4e5";
 
 fn environment() -> HashMap<String, String> {
     ENVIRONMENT
@@ -29,7 +30,11 @@ fn environment() -> HashMap<String, String> {
 
 /// A runtime in `status` at `version` running `uri`, with environment variables, lifecycle and
 /// protocol settings.
-fn runtime(status: AgentRuntimeStatus, version: &str, uri: &str) -> GetAgentRuntimeOutput {
+pub(super) fn runtime(
+    status: AgentRuntimeStatus,
+    version: &str,
+    uri: &str,
+) -> GetAgentRuntimeOutput {
     GetAgentRuntimeOutput::builder()
         .agent_runtime_arn(ARN)
         .agent_runtime_name("acme_agent")
@@ -74,7 +79,7 @@ fn failed(version: &str, uri: &str, reason: &str) -> GetAgentRuntimeOutput {
     live
 }
 
-fn updating(version: &str) -> UpdateAgentRuntimeOutput {
+pub(super) fn updating(version: &str) -> UpdateAgentRuntimeOutput {
     UpdateAgentRuntimeOutput::builder()
         .agent_runtime_arn(ARN)
         .agent_runtime_id(RUNTIME_ID)
@@ -87,7 +92,7 @@ fn updating(version: &str) -> UpdateAgentRuntimeOutput {
 }
 
 /// Gets that return `states` in order.
-fn gets(states: Vec<GetAgentRuntimeOutput>) -> Rule {
+pub(super) fn gets(states: Vec<GetAgentRuntimeOutput>) -> Rule {
     let mut sequence = mock!(Client::get_agent_runtime)
         .match_requests(|request| request.agent_runtime_id() == Some(RUNTIME_ID))
         .sequence();
@@ -98,7 +103,7 @@ fn gets(states: Vec<GetAgentRuntimeOutput>) -> Rule {
 }
 
 /// An update that must carry every field of the runtime over, with the new URI.
-fn update(version: &'static str) -> Rule {
+pub(super) fn update(version: &'static str) -> Rule {
     mock!(Client::update_agent_runtime)
         .match_requests(|request| {
             let uri = match request.agent_runtime_artifact() {
@@ -124,7 +129,7 @@ fn update(version: &'static str) -> Rule {
         .then_output(move || updating(version))
 }
 
-fn error_body(code: &str, message: &str) -> Option<String> {
+pub(super) fn error_body(code: &str, message: &str) -> Option<String> {
     Some(serde_json::json!({"__type": code, "message": message}).to_string())
 }
 

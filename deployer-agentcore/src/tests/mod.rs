@@ -1,6 +1,8 @@
 //! Tests: the field tables against the SDK (`fields`), the exact `UpdateAgentRuntime` body
-//! (`request_body`, replayed HTTP), and the deploy flow against aws-smithy-mocks (`mocks`).
+//! (`request_body`, replayed HTTP), and the deploy flow against aws-smithy-mocks (`mocks`; the
+//! named endpoints' moves, waits and rollbacks: `endpoints`).
 
+mod endpoints;
 mod fields;
 mod mocks;
 mod request_body;
@@ -56,6 +58,7 @@ pub(crate) fn wanted() -> Artifact {
 pub(crate) fn target() -> AgentcoreTarget {
     AgentcoreTarget {
         runtime_id: RUNTIME_ID.into(),
+        endpoints: Vec::new(),
     }
 }
 

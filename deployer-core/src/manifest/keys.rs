@@ -227,6 +227,12 @@ pub const SERVICE: &[ServiceKey] = &[
         doc: "AgentCore runtime id",
     },
     ServiceKey {
+        name: "endpoints",
+        applies: Applies::Only(&[Kind::Agentcore]),
+        required: false,
+        doc: "named runtime endpoints moved to each new version (default: none besides DEFAULT)",
+    },
+    ServiceKey {
         name: "endpoint",
         applies: Applies::Only(&[Kind::Sagemaker]),
         required: true,

@@ -612,6 +612,11 @@ pub struct EcsTarget {
 pub struct AgentcoreTarget {
     /// The agent runtime id.
     pub runtime_id: String,
+    /// The named endpoints (`endpoints = ["prod", …]`) moved to each new version once the
+    /// runtime is `READY` on it; empty: only `DEFAULT`, which follows the latest version by
+    /// itself. Validated against AgentCore's endpoint name pattern, without duplicates and
+    /// without `DEFAULT`.
+    pub endpoints: Vec<String>,
 }
 
 /// The Lambda function fields shared by both Lambda kinds.

@@ -114,6 +114,7 @@ pub(super) struct RawService {
     pub(super) restart_on_dependency_change: bool,
     // agentcore
     pub(super) runtime_id: Option<toml::Value>,
+    pub(super) endpoints: Option<Vec<String>>,
     // sagemaker
     pub(super) endpoint: Option<toml::Value>,
     pub(super) variant: Option<String>,

@@ -183,6 +183,87 @@ fn key_of_another_kind() {
 }
 
 #[test]
+fn agentcore_endpoints_are_named_endpoints_in_order() {
+    let dir = repo();
+    let text = EXAMPLE.replace(
+        "runtime_id = \"acme_inference-AbCdE12345\"",
+        "runtime_id = \"x\"\nendpoints = [\"prod\", \"canary_2\"]",
+    );
+    let manifest = parse(&dir, &text).unwrap();
+    assert_eq!(
+        manifest.services["inference-api"].target,
+        Target::Agentcore(AgentcoreTarget {
+            runtime_id: "x".into(),
+            endpoints: vec!["prod".into(), "canary_2".into()],
+        })
+    );
+}
+
+#[test]
+fn agentcore_endpoint_names_follow_the_api_pattern() {
+    let dir = repo();
+    for (endpoints, bad, message) in [
+        (
+            "[\"prod\", \"2nd\"]",
+            "\"2nd\"",
+            "`2nd` is not an AgentCore endpoint name (a letter, then up to 47 letters, digits or `_`)",
+        ),
+        (
+            "[\"pro-d\"]",
+            "\"pro-d\"",
+            "`pro-d` is not an AgentCore endpoint name (a letter, then up to 47 letters, digits or `_`)",
+        ),
+        (
+            "[\"DEFAULT\"]",
+            "\"DEFAULT\"",
+            "`DEFAULT` follows the latest version by itself; list only named endpoints",
+        ),
+        (
+            "[\"prod\", \"prod\"]",
+            "\"prod\"]",
+            "endpoint `prod` is listed twice",
+        ),
+    ] {
+        let text = EXAMPLE.replace(
+            "runtime_id = \"acme_inference-AbCdE12345\"",
+            &format!("runtime_id = \"x\"\nendpoints = {endpoints}"),
+        );
+        let d = one_error(&dir, &text);
+        assert_eq!(d.message, message, "{endpoints}");
+        assert_eq!((d.line, d.column), position(&text, bad), "{endpoints}");
+    }
+    let long = format!("a{}", "b".repeat(47));
+    let text = EXAMPLE.replace(
+        "runtime_id = \"acme_inference-AbCdE12345\"",
+        &format!("runtime_id = \"x\"\nendpoints = [\"{long}\"]"),
+    );
+    assert!(parse(&dir, &text).is_ok());
+    let text = EXAMPLE.replace(
+        "runtime_id = \"acme_inference-AbCdE12345\"",
+        &format!("runtime_id = \"x\"\nendpoints = [\"{long}c\"]"),
+    );
+    assert!(
+        one_error(&dir, &text)
+            .message
+            .contains("is not an AgentCore endpoint name")
+    );
+}
+
+#[test]
+fn endpoints_are_an_agentcore_key() {
+    let dir = repo();
+    let text = EXAMPLE.replace(
+        "cluster = \"acme\"",
+        "cluster = \"acme\"\nendpoints = [\"prod\"]",
+    );
+    let d = one_error(&dir, &text);
+    assert_eq!(
+        d.message,
+        "`endpoints` is not a field of kind `ecs` (service `app-api`)"
+    );
+}
+
+#[test]
 fn unknown_kind_suggests() {
     let dir = repo();
     let text = EXAMPLE.replace("kind = \"lambda-zip\"", "kind = \"lamda-zip\"");
@@ -516,7 +597,8 @@ fn lookups_are_kept_until_resolved() {
     assert_eq!(
         inference.target,
         Target::Agentcore(AgentcoreTarget {
-            runtime_id: "rt-123".into()
+            runtime_id: "rt-123".into(),
+            endpoints: Vec::new(),
         })
     );
     let app = &manifest.services["app-api"];

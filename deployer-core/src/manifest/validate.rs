@@ -624,7 +624,12 @@ impl Validator<'_, '_, '_> {
                     );
                     ok = false;
                 }
-                Target::Agentcore(AgentcoreTarget { runtime_id })
+                let endpoints = raw.endpoints.clone().unwrap_or_default();
+                ok &= self.endpoints(name, &endpoints);
+                Target::Agentcore(AgentcoreTarget {
+                    runtime_id,
+                    endpoints,
+                })
             }
             Kind::LambdaImage => {
                 if let Some(platform) = image.as_ref().map(|i| &i.platform)
@@ -1209,6 +1214,44 @@ impl Validator<'_, '_, '_> {
         true
     }
 
+    /// Checks `endpoints` of an agentcore service: AgentCore's endpoint name pattern
+    /// (`[a-zA-Z][a-zA-Z0-9_]{0,47}`), no duplicates, no `DEFAULT` (it follows the latest
+    /// version by itself: moving it is AgentCore's job).
+    fn endpoints(&mut self, service: &str, endpoints: &[String]) -> bool {
+        let path = ["services", service, "endpoints"];
+        let mut ok = true;
+        for (index, endpoint) in endpoints.iter().enumerate() {
+            let problem = if !is_endpoint_name(endpoint) {
+                Some((
+                    format!(
+                        "`{endpoint}` is not an AgentCore endpoint name (a letter, then up to 47 letters, digits or `_`)"
+                    ),
+                    None,
+                ))
+            } else if endpoint == "DEFAULT" {
+                Some((
+                    "`DEFAULT` follows the latest version by itself; list only named endpoints"
+                        .to_owned(),
+                    Some("remove `DEFAULT` from `endpoints`".to_owned()),
+                ))
+            } else if endpoints[..index].contains(endpoint) {
+                Some((format!("endpoint `{endpoint}` is listed twice"), None))
+            } else {
+                None
+            };
+            if let Some((message, help)) = problem {
+                let span = match self.doc.get(&path).map(Spanned::get_ref) {
+                    Some(DeValue::Array(items)) => items.get(index).map(Spanned::span),
+                    _ => None,
+                }
+                .unwrap_or_else(|| self.doc.value_span(&path));
+                self.diags.error(span, message, help);
+                ok = false;
+            }
+        }
+        ok
+    }
+
     /// Checks one glob of `inputs` or `exclude`.
     fn glob(&mut self, path: &[&str], index: usize, pattern: &str) -> bool {
         let report = |this: &mut Self, message: String| {
@@ -1376,4 +1419,14 @@ fn valid_bucket(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// AgentCore's `EndpointName` pattern: `[a-zA-Z][a-zA-Z0-9_]{0,47}`.
+fn is_endpoint_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic())
+        && name.len() <= 48
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

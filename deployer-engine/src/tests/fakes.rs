@@ -283,6 +283,10 @@ pub(crate) struct World {
     pub(crate) diagnoses: usize,
     /// Whether `diagnose` never answers (the engine's limit must end it).
     pub(crate) diagnosis_hangs: bool,
+    /// Whether the target returns to a recorded deploy in place (`Deployer::revert`, as
+    /// AgentCore endpoints do), and how often it did.
+    pub(crate) reverts: bool,
+    pub(crate) revert_calls: usize,
 }
 
 impl World {
@@ -299,6 +303,8 @@ impl World {
             on_mutation: None,
             diagnoses: 0,
             diagnosis_hangs: false,
+            reverts: false,
+            revert_calls: 0,
         }))
     }
 
@@ -531,6 +537,30 @@ impl Deployer for FakeTarget {
             label: "app".into(),
             redact: Vec::new(),
         }])
+    }
+
+    async fn revert(
+        &self,
+        live: &LiveState,
+        previous: &Applied,
+        progress: &Progress,
+    ) -> Result<Option<Applied>, DeployError> {
+        self.steps.step().await;
+        if !lock(&self.world).reverts {
+            return Ok(None);
+        }
+        progress.before_mutation("Revert")?;
+        let mut world = lock(&self.world);
+        world.revert_calls += 1;
+        let deployment = world.start(self.run, &previous.new_artifact);
+        if let Some(last) = world.mutations.last_mut() {
+            last.1 = format!("revert to {}", previous.new_artifact);
+        }
+        Ok(Some(Applied {
+            old_artifact: live.artifact.clone(),
+            new_artifact: previous.new_artifact.clone(),
+            ids: BTreeMap::from([(DEPLOYMENT.to_owned(), deployment.to_string())]),
+        }))
     }
 
     async fn restart(&self, live: &LiveState, progress: &Progress) -> Result<Applied, DeployError> {

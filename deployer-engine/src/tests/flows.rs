@@ -435,6 +435,48 @@ async fn a_rollback_to_an_image_the_registry_lost_fails_before_any_change() {
     assert!(!after.last.unwrap().ok);
 }
 
+/// Issue 17: a target that can return to the recorded deploy in place (AgentCore endpoints
+/// moved back to a runtime version that still exists) is asked first, after the registry
+/// check, and no rollover is started; the rollback is recorded as usual.
+#[tokio::test(start_paused = true)]
+async fn a_rollback_the_target_makes_in_place_starts_no_rollover() {
+    let bed = Bed::new(&id("t0"), false);
+    bed.record("t0").await;
+    let deployed = bed.run(Mode::Deploy { wait: true }, "t1").await;
+    assert_eq!(deployed.action, Action::Updated, "{deployed:#?}");
+    lock(&bed.world).reverts = true;
+    let before = lock(&bed.world).mutations.len();
+
+    let result = bed.run(Mode::Rollback, "").await;
+    assert_eq!(result.action, Action::RolledBack, "{result:#?}");
+    let world = lock(&bed.world);
+    assert_eq!(world.revert_calls, 1);
+    let made: Vec<&str> = world.mutations[before..]
+        .iter()
+        .map(|(_, what)| what.as_str())
+        .collect();
+    assert_eq!(made, [format!("revert to {}", id("t0"))], "no rollover");
+    assert_eq!(world.live, Some(id("t0")));
+    drop(world);
+    assert_eq!(bed.shared.memory.value(TAG).as_deref(), Some("t0"));
+    assert_eq!(bed.state().current.unwrap().artifact, id("t0"));
+}
+
+/// The in-place return is asked only after the registry check: a recorded image that is gone
+/// fails the rollback before the target is asked.
+#[tokio::test(start_paused = true)]
+async fn a_rollback_in_place_is_not_asked_for_an_image_the_registry_lost() {
+    let bed = Bed::new(&id("t0"), false);
+    bed.record("t0").await;
+    bed.run(Mode::Deploy { wait: true }, "t1").await;
+    lock(&bed.world).reverts = true;
+    lock(&bed.gone).insert(id("t0"));
+    let result = bed.run(Mode::Rollback, "").await;
+    assert_eq!(result.action, Action::Failed, "{result:#?}");
+    assert_eq!(lock(&bed.world).revert_calls, 0);
+    assert_eq!(lock(&bed.world).live, Some(id("t1")));
+}
+
 /// Issue 17: the rollback after a failed smoke check checks its target the same way: the
 /// image it would go back to is gone, so the deploy fails without a second rollover.
 #[tokio::test(start_paused = true)]

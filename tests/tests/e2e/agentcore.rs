@@ -531,3 +531,374 @@ async fn a_field_this_build_does_not_know_stops_the_deploy() {
         before.agent_runtime_version()
     );
 }
+
+// ------------------------------------------------------------------------- named endpoints
+//
+// The patch models endpoints as the API documents them (CREATING → READY, an update UPDATING
+// with `targetVersion` set, then `liveVersion` moves; `DEFAULT` follows the latest version) and
+// answers InvokeAgentRuntime with the endpoint, version and image that served it. An endpoint
+// tagged `deployer-testbed:endpoint-update = stick` never finishes an update.
+
+const ENDPOINT_TAG: &str = "deployer-testbed:endpoint-update";
+
+/// A runtime READY at version 1 on a placeholder image, without the every-field setup.
+async fn plain_runtime(client: &Client) -> String {
+    let created = client
+        .create_agent_runtime()
+        .agent_runtime_name(unique_ident("e2e_endpoints"))
+        .agent_runtime_artifact(container(
+            "127.0.0.1:1/deployer-e2e/initial@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        ))
+        .role_arn(ROLE)
+        .network_configuration(
+            NetworkConfiguration::builder()
+                .network_mode(NetworkMode::Public)
+                .build()
+                .expect("every required member is set"),
+        )
+        .send()
+        .await
+        .expect("CreateAgentRuntime");
+    let runtime_id = created.agent_runtime_id().to_owned();
+    settled(client, &runtime_id).await;
+    runtime_id
+}
+
+/// Creates the named endpoint `name` on the runtime's current version (as the IaC would) and
+/// waits until it is READY.
+async fn create_endpoint(client: &Client, runtime_id: &str, name: &str, tags: &[(&str, &str)]) {
+    let mut create = client
+        .create_agent_runtime_endpoint()
+        .agent_runtime_id(runtime_id)
+        .name(name)
+        .description("production traffic");
+    for (key, value) in tags {
+        create = create.tags(*key, *value);
+    }
+    create.send().await.expect("CreateAgentRuntimeEndpoint");
+    for _ in 0..10 {
+        if endpoint(client, runtime_id, name).await.status()
+            == &aws_sdk_bedrockagentcorecontrol::types::AgentRuntimeEndpointStatus::Ready
+        {
+            return;
+        }
+    }
+    panic!("endpoint {name} did not become READY");
+}
+
+async fn endpoint(
+    client: &Client,
+    runtime_id: &str,
+    name: &str,
+) -> aws_sdk_bedrockagentcorecontrol::operation::get_agent_runtime_endpoint::GetAgentRuntimeEndpointOutput
+{
+    client
+        .get_agent_runtime_endpoint()
+        .agent_runtime_id(runtime_id)
+        .endpoint_name(name)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GetAgentRuntimeEndpoint {name}: {e:?}"))
+}
+
+/// The agentcore fixture with `extra` manifest lines for the service.
+fn endpoint_fixture(bed: &Testbed, runtime_id: &str, extra: &str) -> Fixture {
+    let fixture = fixture(bed, runtime_id);
+    let manifest = fixture.repo.read("deployer.toml");
+    fixture.repo.write(
+        "deployer.toml",
+        manifest.replace(
+            "timeout = \"2m\"\n",
+            &format!("timeout = \"2m\"\n{extra}\n"),
+        ),
+    );
+    fixture.repo.commit("endpoints");
+    fixture
+}
+
+fn run_in(bed: &Testbed, fixture: &Fixture, access_key: &str, args: &[&str]) -> RunOutput {
+    let mut deployer = Deployer::new()
+        .current_dir(fixture.repo.path())
+        .bed(bed)
+        .env("AWS_ACCESS_KEY_ID", access_key)
+        .args(args);
+    if args.first() == Some(&"deploy") {
+        deployer = deployer.args(["--builder", &bed.builder().name]);
+    }
+    for (key, value) in &bed.builder().env {
+        deployer = deployer.env(key, value);
+    }
+    deployer.run()
+}
+
+/// Reads `<prefix>/agent/<what>` (`image-tag`, `deploy-state`) of the fixture's project.
+async fn record(bed: &Testbed, fixture: &Fixture, what: &str) -> Option<String> {
+    let manifest = fixture.repo.read("deployer.toml");
+    let prefix = manifest
+        .lines()
+        .find_map(|line| line.strip_prefix("ssm_prefix = \""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .expect("the fixture names its ssm_prefix");
+    let ssm = aws_sdk_ssm::Client::new(&bed.sdk_config().await);
+    ssm.get_parameter()
+        .name(format!("{prefix}/agent/{what}"))
+        .send()
+        .await
+        .ok()
+        .and_then(|out| out.parameter().and_then(|p| p.value()).map(str::to_owned))
+}
+
+fn calls_named<'c>(calls: &'c [Value], action: &str) -> Vec<&'c Value> {
+    calls.iter().filter(|c| c["action"] == action).collect()
+}
+
+#[tokio::test]
+async fn a_named_endpoint_is_moved_to_the_new_version_and_status_and_plan_show_it() {
+    let Some(bed) = testbed!(moto, registry, builder) else {
+        return;
+    };
+    let client = client(bed).await;
+    let runtime_id = plain_runtime(&client).await;
+    create_endpoint(&client, &runtime_id, "prod", &[]).await;
+    let fixture = endpoint_fixture(
+        bed,
+        &runtime_id,
+        r#"endpoints = ["prod"]
+smoke = { invoke = { prompt = "ping" }, expect = "\"qualifier\": \"prod\"", timeout_s = 30 }"#,
+    );
+    let key = unique_name("AKIDENDPOINTS").to_ascii_uppercase();
+
+    let plan = run_in(bed, &fixture, &key, &["plan", "--json"]);
+    plan.assert_success();
+    let planned = report(&plan);
+    assert_eq!(
+        planned["endpoints"],
+        serde_json::json!([{"name": "prod", "status": "READY", "live_version": "1", "target_version": null}]),
+        "{planned}"
+    );
+    let plan_text = run_in(bed, &fixture, &key, &["plan"]);
+    plan_text.assert_success();
+    assert!(
+        plan_text.stdout.contains(
+            "agent: endpoint prod: live version 1, target version the runtime's next version (READY)"
+        ),
+        "{}",
+        plan_text.stdout
+    );
+
+    let out = run_in(
+        bed,
+        &fixture,
+        &key,
+        &["deploy", "--service", "agent", "--json"],
+    );
+    out.assert_success();
+    let deployed = report(&out);
+    assert_eq!(deployed["action"], "updated", "{deployed}");
+    let version = get(&client, &runtime_id)
+        .await
+        .agent_runtime_version()
+        .to_owned();
+    assert_eq!(version, "2");
+    let prod = endpoint(&client, &runtime_id, "prod").await;
+    assert_eq!(prod.live_version(), Some("2"), "{prod:?}");
+    assert_eq!(prod.status().as_str(), "READY");
+    assert_eq!(prod.description(), Some("production traffic"));
+    // The tag is recorded only now, and the smoke check went through `prod`.
+    assert!(record(bed, &fixture, "image-tag").await.is_some());
+    let calls = bed.moto().recorded_calls(&key);
+    let moves = calls_named(&calls, "UpdateAgentRuntimeEndpoint");
+    assert_eq!(moves.len(), 1, "{moves:?}");
+    assert_eq!(moves[0]["params"]["agentRuntimeVersion"], "2");
+    let invokes = calls_named(&calls, "InvokeAgentRuntime");
+    assert_eq!(invokes.len(), 1, "{invokes:?}");
+    assert_eq!(invokes[0]["params"]["qualifier"], "prod");
+    assert_eq!(deployed["smoke"]["ok"], true, "{deployed}");
+
+    let status = run_in(bed, &fixture, &key, &["status", "--json"]);
+    status.assert_success();
+    let shown = &status.json()["services"][0];
+    assert_eq!(
+        shown["endpoints"],
+        serde_json::json!([{"name": "prod", "status": "READY", "live_version": "2", "target_version": "2"}]),
+        "{shown}"
+    );
+    assert_eq!(shown["in_sync"], true, "{shown}");
+    let text = run_in(bed, &fixture, &key, &["status"]);
+    assert!(
+        text.stdout
+            .contains("  endpoint prod: live version 2, target version 2 (READY)"),
+        "{}",
+        text.stdout
+    );
+    eprintln!("{}", plan_text.stdout);
+    eprintln!("{}", text.stdout);
+
+    // Nothing to do: unchanged, no endpoint update.
+    let again = run_in(
+        bed,
+        &fixture,
+        &key,
+        &["deploy", "--service", "agent", "--json"],
+    );
+    again.assert_success();
+    assert_eq!(report(&again)["action"], "unchanged");
+    let calls = bed.moto().recorded_calls(&key);
+    assert_eq!(calls_named(&calls, "UpdateAgentRuntimeEndpoint").len(), 1);
+}
+
+#[tokio::test]
+async fn an_endpoint_stuck_on_the_old_version_fails_the_deploy_and_nothing_is_recorded() {
+    let Some(bed) = testbed!(moto, registry, builder) else {
+        return;
+    };
+    let client = client(bed).await;
+    let runtime_id = plain_runtime(&client).await;
+    create_endpoint(&client, &runtime_id, "prod", &[(ENDPOINT_TAG, "stick")]).await;
+    let fixture = endpoint_fixture(bed, &runtime_id, r#"endpoints = ["prod"]"#);
+    let manifest = fixture.repo.read("deployer.toml");
+    fixture.repo.write(
+        "deployer.toml",
+        manifest.replace("timeout = \"2m\"", "timeout = \"6s\""),
+    );
+    fixture.repo.commit("short timeout");
+    let key = unique_name("AKIDSTUCK").to_ascii_uppercase();
+
+    let out = run_in(
+        bed,
+        &fixture,
+        &key,
+        &["deploy", "--service", "agent", "--json"],
+    );
+    out.assert_code(1);
+    let failed = report(&out);
+    assert_eq!(failed["action"], "failed", "{failed}");
+    let message = failed["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "waiting for AgentCore endpoint prod of runtime {runtime_id} to serve version 2"
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("UPDATING (live version 1, target version 2)"),
+        "{message}"
+    );
+    // The runtime rolled, the endpoint did not: nothing names the new image.
+    assert_eq!(get(&client, &runtime_id).await.agent_runtime_version(), "2");
+    assert_eq!(
+        endpoint(&client, &runtime_id, "prod").await.live_version(),
+        Some("1")
+    );
+    assert_eq!(record(bed, &fixture, "image-tag").await, None);
+    let state = record(bed, &fixture, "deploy-state")
+        .await
+        .unwrap_or_default();
+    let state: Value = serde_json::from_str(if state.is_empty() { "{}" } else { &state }).unwrap();
+    assert!(state["current"].is_null(), "{state}");
+}
+
+#[tokio::test]
+async fn a_missing_endpoint_is_an_error_naming_it_before_anything_changes() {
+    let Some(bed) = testbed!(moto, registry, builder) else {
+        return;
+    };
+    let client = client(bed).await;
+    let runtime_id = plain_runtime(&client).await;
+    let fixture = endpoint_fixture(bed, &runtime_id, r#"endpoints = ["prod"]"#);
+    let key = unique_name("AKIDNOENDPOINT").to_ascii_uppercase();
+    let out = run_in(
+        bed,
+        &fixture,
+        &key,
+        &["deploy", "--service", "agent", "--json"],
+    );
+    out.assert_code(2);
+    let message = report(&out)["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains(&format!(
+            "AgentCore endpoint prod of runtime {runtime_id} was not found"
+        )),
+        "{message}"
+    );
+    assert!(message.contains("the IaC's job"), "{message}");
+    let calls = bed.moto().recorded_calls(&key);
+    assert!(calls_named(&calls, "UpdateAgentRuntime").is_empty());
+    assert_eq!(get(&client, &runtime_id).await.agent_runtime_version(), "1");
+}
+
+#[tokio::test]
+async fn rollback_moves_the_endpoints_back_without_updating_the_runtime() {
+    let Some(bed) = testbed!(moto, registry, builder) else {
+        return;
+    };
+    let client = client(bed).await;
+    let runtime_id = plain_runtime(&client).await;
+    create_endpoint(&client, &runtime_id, "prod", &[]).await;
+    let fixture = endpoint_fixture(bed, &runtime_id, r#"endpoints = ["prod"]"#);
+    let key = unique_name("AKIDROLLBACK").to_ascii_uppercase();
+
+    let first = run_in(
+        bed,
+        &fixture,
+        &key,
+        &["deploy", "--service", "agent", "--json"],
+    );
+    first.assert_success();
+    let first_image = report(&first)["new_artifact"].as_str().unwrap().to_owned();
+    fixture.repo.write("agent/agent.txt", "agent v2\n");
+    fixture.repo.commit("v2");
+    let second = run_in(
+        bed,
+        &fixture,
+        &key,
+        &["deploy", "--service", "agent", "--json"],
+    );
+    second.assert_success();
+    assert_eq!(get(&client, &runtime_id).await.agent_runtime_version(), "3");
+    assert_eq!(
+        endpoint(&client, &runtime_id, "prod").await.live_version(),
+        Some("3")
+    );
+
+    let rollback_key = unique_name("AKIDROLLBACKONLY").to_ascii_uppercase();
+    let back = Deployer::new()
+        .current_dir(fixture.repo.path())
+        .bed(bed)
+        .env("AWS_ACCESS_KEY_ID", &rollback_key)
+        .args(["rollback", "--service", "agent", "--json"])
+        .run();
+    back.assert_success();
+    let rolled = report(&back);
+    assert_eq!(rolled["action"], "rolled_back", "{rolled}");
+    assert_eq!(rolled["new_artifact"], first_image.as_str(), "{rolled}");
+    // The endpoint serves version 2 (the first deploy's) again; the runtime stays at 3.
+    assert_eq!(
+        endpoint(&client, &runtime_id, "prod").await.live_version(),
+        Some("2")
+    );
+    let runtime = get(&client, &runtime_id).await;
+    assert_eq!(runtime.agent_runtime_version(), "3");
+    let calls = bed.moto().recorded_calls(&rollback_key);
+    assert!(
+        calls_named(&calls, "UpdateAgentRuntime").is_empty(),
+        "the rollback updated the runtime: {:?}",
+        calls.iter().map(|c| &c["action"]).collect::<Vec<_>>()
+    );
+    let moves = calls_named(&calls, "UpdateAgentRuntimeEndpoint");
+    assert_eq!(moves.len(), 1, "{moves:?}");
+    assert_eq!(moves[0]["params"]["agentRuntimeVersion"], "2");
+    assert_eq!(moves[0]["params"]["endpointName"], "prod");
+
+    // Status: the endpoint serves the recorded deploy's version: in sync.
+    let status = run_in(bed, &fixture, &key, &["status", "--json"]);
+    let shown = &status.json()["services"][0];
+    assert_eq!(
+        shown["endpoints"],
+        serde_json::json!([{"name": "prod", "status": "READY", "live_version": "2", "target_version": "2"}]),
+        "{shown}"
+    );
+}

@@ -386,6 +386,14 @@ fn requests(
             }
             Ok(all)
         }
+        ("bedrock-agentcore", "GetAgentRuntimeEndpoint" | "UpdateAgentRuntimeEndpoint") => {
+            let id = param(call, "agentRuntimeId").ok_or("no agentRuntimeId")?;
+            let name = param(call, "endpointName").ok_or("no endpointName")?;
+            one(arn(
+                "bedrock-agentcore",
+                &format!("runtime/{id}/runtime-endpoint/{name}"),
+            ))
+        }
         ("bedrock-agentcore", "InvokeAgentRuntime") => one(param(call, "agentRuntimeArn")
             .ok_or("no agentRuntimeArn")?
             .to_owned()),
@@ -861,6 +869,133 @@ fn verify_needed(
         actions.iter().copied().collect::<Vec<_>>().join(", "),
         statements.len()
     )
+}
+
+/// An AgentCore runtime with the named endpoint `prod` (as the IaC would create them), through
+/// boto3 with the bed's Python. Returns the runtime id.
+fn agentcore_with_endpoint(bed: &Testbed, name: &str) -> String {
+    let script = format!(
+        r#"
+import boto3
+c = boto3.client("bedrock-agentcore-control", region_name="{REGION}")
+r = c.create_agent_runtime(
+    agentRuntimeName="{name}",
+    agentRuntimeArtifact={{"containerConfiguration": {{"containerUri": "127.0.0.1:1/deployer-e2e/initial:v1"}}}},
+    roleArn="arn:aws:iam::{ACCOUNT}:role/deployer-e2e-agent",
+    networkConfiguration={{"networkMode": "PUBLIC"}},
+)
+c.create_agent_runtime_endpoint(agentRuntimeId=r["agentRuntimeId"], name="prod")
+for _ in range(5):
+    c.get_agent_runtime_endpoint(agentRuntimeId=r["agentRuntimeId"], endpointName="prod")
+print(r["agentRuntimeId"])
+"#
+    );
+    let output = Command::new(&bed.moto().python)
+        .args(["-c", &script])
+        .envs(bed.env())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "creating the runtime: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn the_policy_allows_exactly_what_agentcore_endpoint_deploys_and_rollbacks_call() {
+    let Some(bed) = testbed!(moto, registry, builder) else {
+        return;
+    };
+    let name = unique_name("iamendpoints");
+    let runtime_id = agentcore_with_endpoint(bed, &name.replace('-', "_"));
+    let repo = FixtureRepo::new();
+    repo.write(
+        "agent/Dockerfile",
+        "FROM scratch\nCOPY agent.txt /agent.txt\n",
+    )
+    .write("agent/agent.txt", "agent v1\n")
+    .write(
+        "deployer.toml",
+        format!(
+            r#"[project]
+name = "{name}"
+ssm_prefix = "/{name}"
+registry = "{registry}"
+
+[services.agent]
+kind = "agentcore"
+dockerfile = "agent/Dockerfile"
+context = "agent"
+platform = "linux/arm64"
+inputs = ["agent/**"]
+repository = "{name}/agent"
+runtime_id = "{runtime_id}"
+endpoints = ["prod"]
+poll_interval = "500ms"
+timeout = "2m"
+"#,
+            registry = bed.registry().host,
+        ),
+    );
+    repo.commit("fixture");
+
+    let tool_key = unique_name("AKIDIAMAGENT").to_ascii_uppercase();
+    let text = run(bed, &repo, &tool_key, &["iam-policy"]);
+    text.assert_success();
+    let printed: Value = serde_json::from_str(&text.stdout).unwrap();
+    let statements = parse_policy(&printed);
+    let endpoints = statements
+        .iter()
+        .find(|s| s.sid == "AgentAgentCoreEndpoints")
+        .unwrap_or_else(|| panic!("no endpoint statement:\n{}", text.stdout));
+    assert_eq!(
+        endpoints.resources,
+        [arn(
+            "bedrock-agentcore",
+            &format!("runtime/{runtime_id}/runtime-endpoint/prod")
+        )]
+    );
+
+    // Two deploys (the endpoint moved each time), a rollback (the endpoint moved back, the
+    // runtime read at the recorded version) and a status, under one key.
+    let deploy_key = unique_name("AKIDIAMAGENTDEPLOY").to_ascii_uppercase();
+    let builder = bed.builder().name.clone();
+    let deploy = [
+        "deploy",
+        "--service",
+        "agent",
+        "--json",
+        "--builder",
+        &builder,
+    ];
+    run(bed, &repo, &deploy_key, &deploy).assert_success();
+    repo.write("agent/agent.txt", "agent v2\n");
+    repo.commit("v2");
+    run(bed, &repo, &deploy_key, &deploy).assert_success();
+    run(
+        bed,
+        &repo,
+        &deploy_key,
+        &["rollback", "--service", "agent", "--json"],
+    )
+    .assert_success();
+    run(bed, &repo, &deploy_key, &["status", "--json"]).assert_success();
+
+    let calls = recorded(bed, &deploy_key);
+    for action in [
+        "UpdateAgentRuntimeEndpoint",
+        "GetAgentRuntimeEndpoint",
+        "UpdateAgentRuntime",
+    ] {
+        assert!(
+            calls.iter().any(|c| c["action"] == action),
+            "no {action} was recorded"
+        );
+    }
+    let summary = verify(&statements, &calls, &BTreeMap::new(), &text.stdout);
+    eprintln!("iam (agentcore endpoints): {summary}");
 }
 
 /// Creates what the infrastructure would for a SageMaker endpoint (boto3 with the bed's Python,
