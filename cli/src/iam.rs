@@ -1524,6 +1524,7 @@ mod tests {
             repository: Some("acme/inference-api".into()),
             smoke_invoke: true,
             remote_build: false,
+            log_groups: Vec::new(),
             live: Live::Agentcore {
                 runtime_arn: runtime_arn.into(),
                 role_arn: "arn:aws:iam::123456789012:role/acme-agentcore".into(),
