@@ -28,6 +28,12 @@ pub(crate) fn text(diagnosis: &Diagnosis) -> String {
             text.push_str(&format!("    {event}\n"));
         }
     }
+    if !diagnosis.target_health.is_empty() {
+        text.push_str("  load balancer targets not healthy:\n");
+        for target in &diagnosis.target_health {
+            text.push_str(&format!("    {target}\n"));
+        }
+    }
     if !diagnosis.logs.is_empty() {
         text.push_str("  last log lines:\n");
         for line in &diagnosis.logs {
@@ -80,9 +86,16 @@ mod tests {
                 source: "web/abc".into(),
                 message: "killed".into(),
             }],
+            target_health: vec![
+                "target group web: 10.0.1.7:8080 unhealthy: Target.FailedHealthChecks".into(),
+            ],
             unavailable: vec!["GetLogEvents failed: boom".into()],
         };
         let text = text(&diagnosis);
+        assert!(
+            text.contains("  load balancer targets not healthy:\n    target group web: 10.0.1.7:8080 unhealthy: Target.FailedHealthChecks\n  last log lines:\n"),
+            "{text}"
+        );
         assert!(text.contains(
             "  stopped tasks:\n    abc: EssentialContainerExited: Essential container in task exited; web exit 137: OutOfMemoryError\n"
         ), "{text}");

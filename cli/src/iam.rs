@@ -47,6 +47,7 @@
 //! | `CodeBuildLogs` | `logs:GetLogEvents` | `log-group:/aws/codebuild/<codebuild project>:log-stream:*` | the build's log lines (CodeBuild's default log group) |
 //! | `<Service>LogsOnFailure` | `logs:FilterLogEvents` | the service's log groups (an ECS container's `awslogs-group`, `/aws/lambda/<function>`, the runtime's, the endpoint's) | read only after a failed rollout (its diagnosis's log tail) and by `deployer logs` |
 //! | `<Service>LogStreamsOnFailure` | `logs:GetLogEvents` | `log-group:<awslogs-group>:log-stream:*` | ECS: the failed tasks' containers' last lines |
+//! | `ElbTargetHealthOnFailureAcceptsOnlyStar` | `elasticloadbalancing:DescribeTargetHealth` | `*` | ECS services behind load balancers: the targets that are not healthy after a failed rollout; the action has no resource |
 //! | `<Service>EcsListTasksOnFailure`, `<Service>EcsTasksOnFailure` | `ecs:ListTasks` / `ecs:DescribeTasks` | `container-instance/<cluster>/*` / `task/<cluster>/*` | ECS: the tasks a failed deployment started, and why they stopped |
 //! | `<Service>SmokeInvoke` | `lambda:InvokeFunction` / `bedrock-agentcore:InvokeAgentRuntime` | the alias (or function) / the runtime and the endpoint invoked (the first of `endpoints`, else `DEFAULT`) | an `invoke` smoke check |
 //!
@@ -195,6 +196,9 @@ pub(crate) enum Live {
         /// Whether deploys register new revisions (not with `force_new_deployment`, which
         /// restarts the live revision).
         registers: bool,
+        /// Whether the service is behind load balancers (their target health is read after a
+        /// failed rollout).
+        load_balanced: bool,
     },
     Agentcore {
         runtime_arn: String,
@@ -591,9 +595,24 @@ fn on_failure(b: &mut Builder, account: &Account, service: &ServiceFacts) {
             service.log_groups.iter().map(group_arn),
         );
     }
-    let Live::Ecs { service_arn, .. } = &service.live else {
+    let Live::Ecs {
+        service_arn,
+        load_balanced,
+        ..
+    } = &service.live
+    else {
         return;
     };
+    if *load_balanced {
+        let sid = "ElbTargetHealthOnFailureAcceptsOnlyStar";
+        if !b.sids.contains(sid) {
+            b.allow(
+                sid.into(),
+                &["elasticloadbalancing:DescribeTargetHealth"],
+                ["*".to_owned()],
+            );
+        }
+    }
     if !service.log_groups.is_empty() {
         b.allow(
             format!("{name}LogStreamsOnFailure"),
@@ -729,6 +748,7 @@ fn target(b: &mut Builder, account: &Account, service: &ServiceFacts) {
             execution_role,
             tagged,
             registers,
+            ..
         } => {
             b.allow(
                 format!("{name}EcsService"),
@@ -1046,6 +1066,7 @@ mod tests {
                 execution_role: Some("arn:aws:iam::123456789012:role/acme-execution".into()),
                 tagged: true,
                 registers: true,
+                load_balanced: false,
             },
         }
     }
@@ -1478,6 +1499,22 @@ mod tests {
         );
         let sids = sids(&policy);
         assert!(!sids.contains(&"RenderLogStreamsOnFailure"), "{sids:?}");
+        assert!(
+            !sids.contains(&"ElbTargetHealthOnFailureAcceptsOnlyStar"),
+            "no load balancer, no target health: {sids:?}"
+        );
+        let mut balanced = ecs("web");
+        if let Live::Ecs { load_balanced, .. } = &mut balanced.live {
+            *load_balanced = true;
+        }
+        assert_eq!(
+            statement(
+                &crate::iam::policy(&facts(vec![balanced])),
+                "ElbTargetHealthOnFailureAcceptsOnlyStar"
+            )
+            .actions,
+            ["elasticloadbalancing:DescribeTargetHealth"]
+        );
         assert!(
             !sids
                 .iter()

@@ -102,7 +102,8 @@ impl CliTargets {
                     crate::aws::client!(aws_sdk_ecs, sdk),
                     target.clone(),
                 )
-                .with_logs(crate::aws::client!(aws_sdk_cloudwatchlogs, sdk));
+                .with_logs(crate::aws::client!(aws_sdk_cloudwatchlogs, sdk))
+                .with_load_balancing(crate::aws::client!(aws_sdk_elasticloadbalancingv2, sdk));
                 if target.force_new_deployment
                     && let Some(images) = &self.images
                 {

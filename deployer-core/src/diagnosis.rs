@@ -21,6 +21,10 @@ pub struct Diagnosis {
     /// The target's events since the rollout started, oldest first, each message once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,
+    /// The load balancers' targets that are not healthy, one line each (ECS: state, reason
+    /// and description of `DescribeTargetHealth`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_health: Vec<String>,
     /// The last log lines of the failing containers (or function), oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<LogLine>,
@@ -121,6 +125,7 @@ impl Diagnosis {
         self.reasons.is_empty()
             && self.stopped_tasks.is_empty()
             && self.events.is_empty()
+            && self.target_health.is_empty()
             && self.logs.is_empty()
             && self.unavailable.is_empty()
     }
@@ -140,6 +145,8 @@ impl Diagnosis {
             }
             if !kept.events.is_empty() {
                 kept.events.remove(0);
+            } else if kept.target_health.len() > 1 {
+                kept.target_health.pop();
             } else if kept.stopped_tasks.len() > 1 {
                 kept.stopped_tasks.pop();
             } else if !kept.logs.is_empty() {
@@ -176,6 +183,7 @@ impl Diagnosis {
         };
         self.reasons.iter_mut().for_each(cut);
         self.events.iter_mut().for_each(cut);
+        self.target_health.iter_mut().for_each(cut);
         self.unavailable.iter_mut().for_each(cut);
         for line in &mut self.logs {
             cut(&mut line.message);
@@ -255,6 +263,7 @@ mod tests {
                     message: format!("line {i} {}", "y".repeat(500)),
                 })
                 .collect(),
+            target_health: vec![],
             unavailable: vec![],
         }
     }

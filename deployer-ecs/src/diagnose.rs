@@ -1,5 +1,6 @@
 //! Why a rollout failed: the stopped tasks of the new deployment, the service's events since it
-//! started, and the last lines its failing containers wrote through the `awslogs` driver.
+//! started, the targets of its load balancers that are not healthy, and the last lines its
+//! failing containers wrote through the `awslogs` driver.
 //!
 //! Everything read is redacted with the task definition's environment values before it goes
 //! into the [`Diagnosis`]. A call that fails adds a line to [`Diagnosis::unavailable`] and the
@@ -11,8 +12,9 @@ use aws_sdk_ecs::primitives::DateTime;
 use aws_sdk_ecs::types::{
     ContainerDefinition, DesiredStatus, LogDriver, Service, Task, TaskDefinition,
 };
+use aws_sdk_elasticloadbalancingv2::types::{TargetHealthDescription, TargetHealthStateEnum};
 use deployer_aws::{Failure, Redactor};
-use deployer_core::{ContainerExit, Diagnosis, LogLine, LogSource, StoppedTask};
+use deployer_core::{ContainerExit, Diagnosis, LogLine, LogSource, StoppedTask, one_line};
 
 use crate::rollout;
 use crate::taskdef;
@@ -140,6 +142,30 @@ pub(crate) fn log_sources(definition: &TaskDefinition) -> Vec<LogSource> {
         .collect()
 }
 
+/// A target that is not healthy, in one line; `None` for a healthy one.
+pub(crate) fn unhealthy(group: &str, description: &TargetHealthDescription) -> Option<String> {
+    let health = description.target_health()?;
+    let state = health.state().map_or("unknown", |state| state.as_str());
+    if health.state() == Some(&TargetHealthStateEnum::Healthy) {
+        return None;
+    }
+    let target = description.target().map_or_else(String::new, |target| {
+        let id = target.id().unwrap_or("?");
+        match target.port() {
+            Some(port) => format!("{id}:{port}"),
+            None => id.to_owned(),
+        }
+    });
+    let mut line = format!("target group {group}: {target} {state}");
+    if let Some(reason) = health.reason() {
+        line.push_str(&format!(": {}", reason.as_str()));
+    }
+    if let Some(text) = health.description().filter(|text| !text.is_empty()) {
+        line.push_str(&format!(": {}", one_line(text)));
+    }
+    Some(line)
+}
+
 /// The containers whose logs explain `task`: those that failed, else the essential ones.
 fn failing_containers<'a>(
     task: &StoppedTask,
@@ -188,13 +214,17 @@ impl crate::EcsDeployer {
             .filter(|(id, _)| id == deployment)
             .map(|(_, at)| at);
         match self.describe_service().await {
-            Ok(service) => events_since(
-                &service,
-                deployment,
-                since.as_ref(),
-                &redactor,
-                &mut diagnosis,
-            ),
+            Ok(service) => {
+                events_since(
+                    &service,
+                    deployment,
+                    since.as_ref(),
+                    &redactor,
+                    &mut diagnosis,
+                );
+                self.target_health(&service, &redactor, &mut diagnosis)
+                    .await;
+            }
             Err(error) => diagnosis.unavailable.push(error.to_string()),
         }
         let tasks = self
@@ -212,6 +242,47 @@ impl crate::EcsDeployer {
             diagnosis.logs.drain(..extra);
         }
         diagnosis
+    }
+
+    /// The targets of the service's load balancers that are not healthy, one line each:
+    /// `target group <name>: <id>:<port> unhealthy: Target.FailedHealthChecks: <description>`.
+    async fn target_health(
+        &self,
+        service: &Service,
+        redactor: &Redactor,
+        diagnosis: &mut Diagnosis,
+    ) {
+        let Some(elbv2) = self.elbv2.as_ref() else {
+            return;
+        };
+        let mut groups: Vec<&str> = service
+            .load_balancers()
+            .iter()
+            .filter_map(|lb| lb.target_group_arn())
+            .collect();
+        groups.dedup();
+        for group in groups {
+            // `arn:…:targetgroup/<name>/<id>`
+            let name = group.rsplit('/').nth(1).unwrap_or(group);
+            match elbv2
+                .describe_target_health()
+                .target_group_arn(group)
+                .send()
+                .await
+            {
+                Ok(output) => diagnosis.target_health.extend(
+                    output
+                        .target_health_descriptions()
+                        .iter()
+                        .filter_map(|description| unhealthy(name, description))
+                        .map(|line| redactor.apply(&line)),
+                ),
+                Err(error) => diagnosis.unavailable.push(format!(
+                    "DescribeTargetHealth {name} failed: {}",
+                    Failure::new(&error, redactor).message
+                )),
+            }
+        }
     }
 
     /// The most recent stopped tasks the deployment started (`ListTasks` by `startedBy`, then

@@ -288,6 +288,8 @@ pub struct EcsDeployer {
     mutable_tags: Option<Arc<dyn MutableTags>>,
     /// CloudWatch Logs, for the log lines of a failed rollout's containers.
     logs: Option<aws_sdk_cloudwatchlogs::Client>,
+    /// Elastic Load Balancing, for the target health of a failed rollout's load balancers.
+    elbv2: Option<aws_sdk_elasticloadbalancingv2::Client>,
     /// The last rollout waited for and when it began (its deployment's creation), for the
     /// events of its diagnosis once the deployment is no longer listed.
     rollout_since: Mutex<Option<(String, aws_sdk_ecs::primitives::DateTime)>>,
@@ -321,6 +323,7 @@ impl EcsDeployer {
             live: Mutex::new(None),
             mutable_tags: None,
             logs: None,
+            elbv2: None,
             rollout_since: Mutex::new(None),
         }
     }
@@ -332,6 +335,15 @@ impl EcsDeployer {
     #[must_use]
     pub fn with_logs(mut self, logs: aws_sdk_cloudwatchlogs::Client) -> Self {
         self.logs = Some(logs);
+        self
+    }
+
+    /// This deployer with Elastic Load Balancing access: the diagnosis of a failed rollout of a
+    /// service with load balancers then shows the targets that are not healthy
+    /// (`DescribeTargetHealth`: state, reason, description).
+    #[must_use]
+    pub fn with_load_balancing(mut self, elbv2: aws_sdk_elasticloadbalancingv2::Client) -> Self {
+        self.elbv2 = Some(elbv2);
         self
     }
 

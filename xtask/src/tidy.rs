@@ -131,6 +131,7 @@ fn crate_names(tree: &str) -> Vec<&str> {
 /// Crates that build, push or inspect images, or talk to ECS/ECR/AgentCore.
 const IMAGE_SIDE: &[&str] = &[
     "aws-sdk-ecs",
+    "aws-sdk-elasticloadbalancingv2",
     "aws-sdk-ecr",
     "aws-sdk-bedrockagentcorecontrol",
     "aws-sdk-sagemaker",

@@ -304,6 +304,10 @@ async fn live(ctx: &Context, ctx_account: &Account, service: &Service) -> anyhow
                         .starts_with("aws:")
                 }),
                 registers: !target.force_new_deployment,
+                load_balanced: live
+                    .load_balancers()
+                    .iter()
+                    .any(|lb| lb.target_group_arn().is_some()),
                 service_arn,
                 task_definition_arn,
             })

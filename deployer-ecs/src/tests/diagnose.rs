@@ -402,3 +402,57 @@ async fn a_failing_call_is_unavailable_and_the_rest_is_still_read() {
     assert!(diagnosis.stopped_tasks.is_empty() && diagnosis.logs.is_empty());
     assert_eq!(diagnosis.events.len(), 3, "{diagnosis:?}");
 }
+
+#[test]
+fn a_target_that_is_not_healthy_is_one_line_and_a_healthy_one_none() {
+    use aws_sdk_elasticloadbalancingv2::types::{
+        TargetDescription, TargetHealth, TargetHealthDescription, TargetHealthReasonEnum,
+        TargetHealthStateEnum,
+    };
+    let target = |state, reason: Option<TargetHealthReasonEnum>, text: Option<&str>| {
+        TargetHealthDescription::builder()
+            .target(
+                TargetDescription::builder()
+                    .id("10.0.1.7")
+                    .port(8080)
+                    .build(),
+            )
+            .target_health(
+                TargetHealth::builder()
+                    .state(state)
+                    .set_reason(reason)
+                    .set_description(text.map(str::to_owned))
+                    .build(),
+            )
+            .build()
+    };
+    assert_eq!(
+        crate::diagnose::unhealthy(
+            "acme-web",
+            &target(
+                TargetHealthStateEnum::Unhealthy,
+                Some(TargetHealthReasonEnum::FailedHealthChecks),
+                Some("Health checks failed with these codes: [502]\n")
+            )
+        )
+        .as_deref(),
+        Some(
+            "target group acme-web: 10.0.1.7:8080 unhealthy: Target.FailedHealthChecks: Health checks failed with these codes: [502]"
+        )
+    );
+    assert_eq!(
+        crate::diagnose::unhealthy(
+            "acme-web",
+            &target(TargetHealthStateEnum::Draining, None, None)
+        )
+        .as_deref(),
+        Some("target group acme-web: 10.0.1.7:8080 draining")
+    );
+    assert_eq!(
+        crate::diagnose::unhealthy(
+            "acme-web",
+            &target(TargetHealthStateEnum::Healthy, None, None)
+        ),
+        None
+    );
+}

@@ -407,3 +407,62 @@ async fn a_failed_invoke_smoke_check_shows_the_functions_log_tail() {
         out.stdout
     );
 }
+
+/// A target group whose targets fail their health checks (the bed's `elbv2.py` patch), created
+/// with the bed's boto3 (this test binary carries no EC2 or ELB SDK); returns its ARN.
+pub(crate) fn unhealthy_target_group(bed: &Testbed, name: &str) -> String {
+    let script = format!(
+        r#"
+import boto3
+ec2 = boto3.client("ec2", region_name="us-east-1")
+elb = boto3.client("elbv2", region_name="us-east-1")
+vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+group = elb.create_target_group(Name="{name}", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip",
+    Tags=[{{"Key": "deployer-testbed:target-health", "Value": "unhealthy"}}])["TargetGroups"][0]["TargetGroupArn"]
+elb.register_targets(TargetGroupArn=group, Targets=[{{"Id": "10.0.1.7", "Port": 8080}}])
+print(group)
+"#
+    );
+    let mut command = std::process::Command::new(&bed.moto().python);
+    bed.apply_env(&mut command);
+    let output = command.args(["-c", &script]).output().expect("run boto3");
+    assert!(
+        output.status.success(),
+        "boto3: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A rollout behind a load balancer whose new targets fail their health checks: the targets
+/// that are not healthy, with ELB's reason, in `--json` and text.
+#[tokio::test]
+async fn a_failed_rollout_behind_a_load_balancer_shows_the_unhealthy_targets() {
+    let Some(bed) = testbed!(moto, registry, builder) else {
+        return;
+    };
+    let name = deployer_tests::unique_name("tg");
+    let group = unhealthy_target_group(bed, &name);
+    let setup = crate::ecs::setup_with(bed, "bootstrap", OOM, "", Some(&group)).await;
+    let (out, _) = deploy(bed, &setup, true, None);
+    out.assert_code(1);
+    let json = out.json();
+    let diagnosis = diagnosis(&json);
+    assert_eq!(
+        diagnosis["target_health"],
+        serde_json::json!([format!(
+            "target group {name}: 10.0.1.7:8080 unhealthy: Target.FailedHealthChecks: Health checks failed with these codes: [502]"
+        )]),
+        "{diagnosis}"
+    );
+    let (out, _) = deploy(bed, &setup, false, None);
+    out.assert_code(1);
+    assert!(
+        out.stdout.contains("load balancer targets not healthy:")
+            && out
+                .stdout
+                .contains("10.0.1.7:8080 unhealthy: Target.FailedHealthChecks"),
+        "{}",
+        out.stdout
+    );
+}

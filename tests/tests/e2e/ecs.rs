@@ -42,6 +42,18 @@ pub(crate) async fn setup(
     extra_tags: &[(&str, &str)],
     manifest_extra: &str,
 ) -> Setup {
+    setup_with(bed, initial_tag, extra_tags, manifest_extra, None).await
+}
+
+/// [`setup`], the service behind the load balancer target group `target_group` (container
+/// `web`, port 8080) when one is given.
+pub(crate) async fn setup_with(
+    bed: &Testbed,
+    initial_tag: &str,
+    extra_tags: &[(&str, &str)],
+    manifest_extra: &str,
+    target_group: Option<&str>,
+) -> Setup {
     let ecs = Client::new(&bed.sdk_config().await);
     let name = unique_name("ecs");
     let repository = format!("{name}/web");
@@ -136,15 +148,23 @@ pub(crate) async fn setup(
         .task_definition_arn()
         .unwrap()
         .to_owned();
-    ecs.create_service()
+    let mut create = ecs
+        .create_service()
         .cluster(&name)
         .service_name(&name)
         .task_definition(&first)
         .desired_count(2)
-        .launch_type(LaunchType::Ec2)
-        .send()
-        .await
-        .unwrap();
+        .launch_type(LaunchType::Ec2);
+    if let Some(target_group) = target_group {
+        create = create.load_balancers(
+            aws_sdk_ecs::types::LoadBalancer::builder()
+                .target_group_arn(target_group)
+                .container_name("web")
+                .container_port(8080)
+                .build(),
+        );
+    }
+    create.send().await.unwrap();
 
     let repo = FixtureRepo::new();
     repo.write("web/Dockerfile", DOCKERFILE)

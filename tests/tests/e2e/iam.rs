@@ -46,6 +46,11 @@ const NOT_EXERCISED: &[(&str, &str, &str)] = &[
         "ECS: the tasks a failed deployment started, read only after a failed rollout (tests/e2e/diagnosis.rs)",
     ),
     (
+        "elasticloadbalancing:DescribeTargetHealth",
+        "ElbTargetHealthOnFailureAcceptsOnlyStar",
+        "ECS behind a load balancer: its targets' health, read only after a failed rollout (tests/e2e/diagnosis.rs)",
+    ),
+    (
         "ecs:DescribeTasks",
         "EcsTasksOnFailure",
         "ECS: why those tasks stopped, read only after a failed rollout (tests/e2e/diagnosis.rs)",
@@ -512,6 +517,8 @@ fn requests(
                 })
                 .collect())
         }
+        // No resource-level permissions.
+        ("elasticloadbalancing", "DescribeTargetHealth") => one("*".into()),
         ("logs", "FilterLogEvents") => one(arn(
             "logs",
             &format!(
@@ -1203,14 +1210,16 @@ async fn the_policy_allows_exactly_what_a_deploy_on_codebuild_calls() {
     eprintln!("iam (codebuild): {summary}");
 }
 
-/// Issue 16: what a failed ECS rollout's diagnosis reads (its tasks, why they stopped, their
-/// containers' log lines) is allowed by the policy `iam-policy` printed beforehand.
+/// Issue 16: what a failed ECS rollout's diagnosis reads (its tasks, why they stopped, its load
+/// balancer's targets, their containers' log lines) is allowed by the policy `iam-policy` printed beforehand.
 #[tokio::test]
 async fn the_policy_allows_what_a_failed_rollouts_diagnosis_calls() {
     let Some(bed) = testbed!(moto, registry, builder) else {
         return;
     };
-    let setup = crate::ecs::setup(bed, "bootstrap", crate::diagnosis::OOM, "").await;
+    let group = crate::diagnosis::unhealthy_target_group(bed, &unique_name("tg-iam"));
+    let setup =
+        crate::ecs::setup_with(bed, "bootstrap", crate::diagnosis::OOM, "", Some(&group)).await;
     let tool_key = unique_name("AKIDIAMFAILPOLICY").to_ascii_uppercase();
     let printed = run(
         bed,
@@ -1264,7 +1273,12 @@ async fn the_policy_allows_what_a_failed_rollouts_diagnosis_calls() {
     for call in &calls {
         checked.extend(requests(call, &task_definitions).unwrap_or_else(|p| panic!("{p}")));
     }
-    for action in ["ecs:ListTasks", "ecs:DescribeTasks", "logs:GetLogEvents"] {
+    for action in [
+        "ecs:ListTasks",
+        "ecs:DescribeTasks",
+        "logs:GetLogEvents",
+        "elasticloadbalancing:DescribeTargetHealth",
+    ] {
         assert!(
             checked.iter().any(|r| r.action == action),
             "the diagnosis called {action}: {:?}",
