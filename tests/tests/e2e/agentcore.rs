@@ -198,8 +198,8 @@ async fn create_runtime(
     runtime_id
 }
 
-struct Fixture {
-    repo: FixtureRepo,
+pub(crate) struct Fixture {
+    pub(crate) repo: FixtureRepo,
     repository: String,
 }
 
@@ -602,7 +602,7 @@ async fn endpoint(
 }
 
 /// The agentcore fixture with `extra` manifest lines for the service.
-fn endpoint_fixture(bed: &Testbed, runtime_id: &str, extra: &str) -> Fixture {
+pub(crate) fn endpoint_fixture(bed: &Testbed, runtime_id: &str, extra: &str) -> Fixture {
     let fixture = fixture(bed, runtime_id);
     let manifest = fixture.repo.read("deployer.toml");
     fixture.repo.write(

@@ -917,36 +917,8 @@ async fn the_policy_allows_exactly_what_agentcore_endpoint_deploys_and_rollbacks
     };
     let name = unique_name("iamendpoints");
     let runtime_id = agentcore_with_endpoint(bed, &name.replace('-', "_"));
-    let repo = FixtureRepo::new();
-    repo.write(
-        "agent/Dockerfile",
-        "FROM scratch\nCOPY agent.txt /agent.txt\n",
-    )
-    .write("agent/agent.txt", "agent v1\n")
-    .write(
-        "deployer.toml",
-        format!(
-            r#"[project]
-name = "{name}"
-ssm_prefix = "/{name}"
-registry = "{registry}"
-
-[services.agent]
-kind = "agentcore"
-dockerfile = "agent/Dockerfile"
-context = "agent"
-platform = "linux/arm64"
-inputs = ["agent/**"]
-repository = "{name}/agent"
-runtime_id = "{runtime_id}"
-endpoints = ["prod"]
-poll_interval = "500ms"
-timeout = "2m"
-"#,
-            registry = bed.registry().host,
-        ),
-    );
-    repo.commit("fixture");
+    let fixture = crate::agentcore::endpoint_fixture(bed, &runtime_id, r#"endpoints = ["prod"]"#);
+    let repo = fixture.repo;
 
     let tool_key = unique_name("AKIDIAMAGENT").to_ascii_uppercase();
     let text = run(bed, &repo, &tool_key, &["iam-policy"]);
