@@ -356,6 +356,54 @@ impl Artifacts for CliArtifacts {
         }
     }
 
+    /// Tags the recorded images of the project's registry `deployer-current` and
+    /// `deployer-previous` (moved there, whatever they named before).
+    async fn keep(
+        &self,
+        service: &Service,
+        current: &Artifact,
+        previous: Option<&Artifact>,
+        progress: &Progress,
+    ) -> Result<(), External> {
+        let _ = service;
+        #[cfg(feature = "image")]
+        {
+            let Some(pipeline) = self.images.as_deref() else {
+                return Ok(());
+            };
+            let kept = [
+                (Some(current), deployer_image::KEPT_CURRENT),
+                (previous, deployer_image::KEPT_PREVIOUS),
+            ];
+            for (artifact, tag) in kept {
+                let Some(Artifact::Image(image)) = artifact else {
+                    continue;
+                };
+                let Some(digest) = &image.digest else {
+                    continue;
+                };
+                // Only images of our registry can be tagged.
+                let Some(repository) = image
+                    .repository_uri
+                    .strip_prefix(pipeline.registry().host())
+                    .and_then(|rest| rest.strip_prefix('/'))
+                else {
+                    continue;
+                };
+                pipeline
+                    .retag(repository, digest, tag, progress)
+                    .await
+                    .map_err(|error| image_error(&error))?;
+            }
+            Ok(())
+        }
+        #[cfg(not(feature = "image"))]
+        {
+            let _ = (current, previous, progress);
+            Ok(())
+        }
+    }
+
     async fn present(&self, artifact: &Artifact) -> Result<Presence, External> {
         #[cfg(feature = "image")]
         {

@@ -17,7 +17,7 @@
 //! | `LookupCloudFormationStacks` | `cloudformation:DescribeStacks` | `stack/<name>/*` of the `cfn_output` lookups | |
 //! | `LookupTerraformStates` | `s3:GetObject` | the `s3://` states of the `tf_output` lookups | |
 //! | `EcrLoginAcceptsOnlyStar` | `ecr:GetAuthorizationToken` | `*` | the local builder's login (only when a selected image builds here); the action has no resource |
-//! | `EcrCheckBuiltOnCodeBuild` | `ecr:DescribeImages`, `ecr:BatchGetImage`, `ecr:GetDownloadUrlForLayer` | the repositories of services with `builder = "codebuild"` | the tag and platform checks; the CodeBuild project's role pushes (for those services no login and no push actions; `EcrMoveTagBuiltOnCodeBuild`: `ecr:PutImage` for an ECS service with `force_new_deployment`, which moves its tag) |
+//! | `EcrCheckBuiltOnCodeBuild` | `ecr:DescribeImages`, `ecr:BatchGetImage`, `ecr:GetDownloadUrlForLayer` | the repositories of services with `builder = "codebuild"` | the tag and platform checks; the CodeBuild project's role pushes (for those services no login and no push actions; `EcrMoveTagBuiltOnCodeBuild`: `ecr:PutImage`, which tags the recorded images `deployer-current` and `deployer-previous` and, for an ECS service with `force_new_deployment`, moves its tag) |
 //! | `EcrCheckAndPush` | `ecr:DescribeImages`, `ecr:BatchGetImage`, `ecr:GetDownloadUrlForLayer`, `ecr:BatchCheckLayerAvailability`, `ecr:InitiateLayerUpload`, `ecr:UploadLayerPart`, `ecr:CompleteLayerUpload`, `ecr:PutImage` | the services' repositories | "is this tag there, as what manifest, for which platform" (API: the manifest and its config blob), then the builder's push (registry protocol, authorized as these actions) |
 //! | `EcsTaskDefinitionsAcceptOnlyStar` | `ecs:DescribeTaskDefinition`, `ecs:RegisterTaskDefinition` (not for services with `force_new_deployment` only, which restart the live revision: no register, tag or pass-role) | `*` | ECS does not scope these two by resource |
 //! | `<Service>EcsService` | `ecs:DescribeServices`, `ecs:UpdateService` | the service | read, roll, poll |
@@ -473,19 +473,12 @@ pub(crate) fn policy(facts: &Facts) -> Policy {
             ],
             remote.iter().map(|repo| repository_arn(ecr, repo)),
         );
+        // Every recorded deploy tags its images `deployer-current`/`deployer-previous` (the
+        // retention rule keeps them); `force_new_deployment` also moves the service's tag.
         let retagged: Vec<String> = facts
             .services
             .iter()
-            .filter(|s| {
-                s.remote_build
-                    && matches!(
-                        s.live,
-                        Live::Ecs {
-                            registers: false,
-                            ..
-                        }
-                    )
-            })
+            .filter(|s| s.remote_build)
             .filter_map(|s| s.repository.as_deref())
             .map(|repo| repository_arn(ecr, repo))
             .collect();
@@ -1036,11 +1029,12 @@ mod tests {
         let mut only_remote = facts(vec![remote]);
         only_remote.ecr = Some(ecr);
         let policy = super::policy(&only_remote);
-        for absent in [
-            "EcrLoginAcceptsOnlyStar",
-            "EcrCheckAndPush",
-            "EcrMoveTagBuiltOnCodeBuild",
-        ] {
+        // The recorded images are tagged for the retention rule (`deployer-current`, …).
+        assert_eq!(
+            statement(&policy, "EcrMoveTagBuiltOnCodeBuild").resources,
+            ["arn:aws:ecr:us-east-1:123456789012:repository/acme/api"]
+        );
+        for absent in ["EcrLoginAcceptsOnlyStar", "EcrCheckAndPush"] {
             assert!(
                 !sids(&policy).contains(&absent),
                 "{absent}: {:?}",

@@ -934,10 +934,41 @@ impl<'r> Flow<'r> {
         after.pending = None;
         records::write_state(self.run.engine.store.as_ref(), &self.names, &before, &after).await?;
         self.records.state = after;
+        self.keep_recorded().await;
         self.result.durations_ms.insert("record", ms(start));
         self.result.new_artifact = Some(settled.new_artifact);
         self.result.ids = settled.ids;
         Ok(action)
+    }
+
+    /// Marks what the records now name (current and previous) for the registry's retention
+    /// rules ([`Artifacts::keep`]); a failure is a warning: the deploy is recorded already.
+    async fn keep_recorded(&mut self) {
+        let state = &self.records.state;
+        let Some(current) = state
+            .current
+            .as_ref()
+            .and_then(|record| self.artifact_of(&record.artifact, &record.tag))
+        else {
+            return;
+        };
+        let previous = state
+            .previous
+            .as_ref()
+            .and_then(|record| self.artifact_of(&record.artifact, &record.tag));
+        if let Err(error) = self
+            .run
+            .engine
+            .artifacts
+            .keep(self.service, &current, previous.as_ref(), &self.progress)
+            .await
+        {
+            let warning = format!(
+                "the recorded images could not be marked for the registry's retention rules: {error}"
+            );
+            self.progress.emit(Phase::Done, warning.clone());
+            self.result.warnings.push(warning);
+        }
     }
 
     /// `ssm_write = "after-push"`: the tag right after the push, under the lock.

@@ -111,6 +111,22 @@ pub trait Artifacts: Send + Sync {
         let _ = artifact;
         Ok(Presence::Present)
     }
+
+    /// After a deploy of `service` was recorded: marks what the records name — the live
+    /// artifact (`current`) and the rollback target (`previous`) — so that the registry's
+    /// retention rules keep them (the cli tags images `deployer-current` and
+    /// `deployer-previous`). Best effort: an error becomes a warning of the deploy, never its
+    /// failure. The default marks nothing.
+    async fn keep(
+        &self,
+        service: &Service,
+        current: &Artifact,
+        previous: Option<&Artifact>,
+        progress: &Progress,
+    ) -> Result<(), External> {
+        let _ = (service, current, previous, progress);
+        Ok(())
+    }
 }
 
 /// Runs a service's smoke check.

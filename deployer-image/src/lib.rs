@@ -109,3 +109,11 @@ pub use manifest::{IndexEntry, ManifestInfo, ManifestKind, check_accepted};
 pub use pipeline::{ImageReport, ImageRequest, Pipeline};
 pub use registry::{EcrHost, Registry};
 pub use remote::{RemoteBuild, RemoteBuilder};
+
+/// The tag the image a deploy recorded as live carries in its repository (moved at each
+/// recorded deploy): an ECR lifecycle rule that matches the `deployer-` prefix at a higher
+/// priority keeps it (README, "A rollback target that vanished").
+pub const KEPT_CURRENT: &str = "deployer-current";
+
+/// The tag the recorded rollback target (`previous`) carries, kept like [`KEPT_CURRENT`].
+pub const KEPT_PREVIOUS: &str = "deployer-previous";

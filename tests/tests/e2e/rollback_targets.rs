@@ -264,3 +264,67 @@ async fn a_rollback_to_a_deleted_lambda_version_fails_before_the_alias_moves() {
         "the alias was not moved: {made:?}"
     );
 }
+
+/// The mechanism that keeps rollback targets through an ECR lifecycle rule: every recorded
+/// deploy tags the live image `deployer-current` and the rollback target `deployer-previous` in
+/// its repository (the README's rule keeps the `deployer-` prefix at a higher priority), and a
+/// rollback, recorded like a deploy, swaps them.
+#[tokio::test]
+async fn recorded_images_carry_the_kept_tags_and_a_rollback_moves_them() {
+    let Some(bed) = testbed!(moto, registry, builder) else {
+        return;
+    };
+    let mono = monorepo(bed);
+    let repository = format!("{}/app-api", mono.project);
+    let digest = |tag: &str| {
+        let response = bed.registry().head_manifest(&repository, tag);
+        assert_eq!(
+            response.status, 200,
+            "{repository}:{tag} is not in the registry"
+        );
+        response
+            .header("docker-content-digest")
+            .expect("a Docker-Content-Digest")
+            .to_owned()
+    };
+    let first = release(
+        &mono,
+        bed,
+        "app-api",
+        APP_CODE,
+        "def health():\n    return 1\n",
+    );
+    assert_eq!(digest("deployer-current"), digest(&first));
+    assert_eq!(
+        bed.registry()
+            .head_manifest(&repository, "deployer-previous")
+            .status,
+        404,
+        "nothing to roll back to yet"
+    );
+    let second = release(
+        &mono,
+        bed,
+        "app-api",
+        APP_CODE,
+        "def health():\n    return 2\n",
+    );
+    assert_eq!(digest("deployer-current"), digest(&second));
+    assert_eq!(digest("deployer-previous"), digest(&first));
+
+    let rollback = run(
+        &mono,
+        bed,
+        &unique_name("akid-keep"),
+        &["rollback", "--service", "app-api", "--json"],
+    );
+    assert_eq!(
+        rollback.code,
+        Some(0),
+        "{}\n{}",
+        rollback.stdout,
+        rollback.stderr
+    );
+    assert_eq!(digest("deployer-current"), digest(&first));
+    assert_eq!(digest("deployer-previous"), digest(&second));
+}
