@@ -22,6 +22,7 @@ mod diagnosis;
 mod engine;
 mod exit;
 mod github;
+mod iac;
 mod iam;
 mod inputs;
 mod lookups;

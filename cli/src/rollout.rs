@@ -20,6 +20,9 @@ pub(crate) struct ServiceReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) resolved: Vec<crate::lookups::Resolved>,
     pub(crate) error: Option<ErrorReport>,
+    /// What would go wrong later although this run is fine: the IaC that owns the target
+    /// would put another image back (`plan` and `status` only, `crate::iac`).
+    pub(crate) warnings: Vec<String>,
 }
 
 /// A failed service's error.
@@ -43,6 +46,7 @@ impl ServiceReport {
             resolved: ctx.resolved_for(&result.service),
             result,
             error,
+            warnings: Vec::new(),
         }
     }
 
