@@ -159,9 +159,21 @@ fn table(reports: &[ServiceReport]) -> String {
         if let Some(changes) = &r.changes {
             text.push_str(&changes_text(&r.service, changes));
         }
-        for warning in &report.warnings {
-            text.push_str(&format!("{}: warning: {warning}\n", r.service));
-        }
+    }
+    // The IaC revert guard: what the next IaC deploy would do to the image.
+    let warnings: Vec<String> = reports
+        .iter()
+        .flat_map(|report| {
+            let service = &report.result.service;
+            report
+                .warnings
+                .iter()
+                .map(move |warning| format!("{service}: warning: {warning}\n"))
+        })
+        .collect();
+    if !warnings.is_empty() {
+        text.push('\n');
+        text.push_str(&warnings.concat());
     }
     text
 }

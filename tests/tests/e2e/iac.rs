@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use deployer_tests::{Testbed, testbed, unique_name};
+use deployer_tests::{REGION, Testbed, testbed, unique_name};
 
 use crate::monorepo::{Monorepo, monorepo, service};
 
@@ -21,6 +21,7 @@ cfn.create_stack(StackName=sys.argv[1], TemplateBody=sys.stdin.read())
     let mut child = Command::new(&bed.moto().python)
         .args(["-c", script, name])
         .envs(bed.env())
+        .env("AWS_DEFAULT_REGION", REGION)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -52,6 +53,7 @@ ecs.tag_resource(resourceArn=arn, tags=[{"key": "aws:cloudformation:stack-name",
     let output = Command::new(&bed.moto().python)
         .args(["-c", script, &mono.project, "app-api", stack])
         .envs(bed.env())
+        .env("AWS_DEFAULT_REGION", REGION)
         .output()
         .unwrap();
     assert!(
