@@ -437,9 +437,15 @@ fn requests(
                 })
                 .collect()
         }
-        ("bedrock-agentcore", "ListTagsForResource") => one(param(call, "resourceArn")
-            .ok_or("no resourceArn")?
-            .to_owned()),
+        // IAM names a runtime `runtime/<id>`; moto's ARNs are `agent/<uuid>:<version>`, which
+        // the caller maps to the runtime's (through `task_definitions`, the map of names).
+        ("bedrock-agentcore", "ListTagsForResource") => {
+            let arn = param(call, "resourceArn").ok_or("no resourceArn")?;
+            one(task_definitions
+                .get(arn)
+                .cloned()
+                .unwrap_or_else(|| arn.to_owned()))
+        }
         ("cloudformation", "DescribeStacks" | "GetTemplate") => one(arn(
             "cloudformation",
             &format!(
@@ -1077,6 +1083,7 @@ async fn the_policy_allows_what_the_iac_guard_of_plan_and_status_calls() {
     );
 
     let key = unique_name("AKIDIACGUARD").to_ascii_uppercase();
+    let mut runtime_arns = BTreeMap::new();
     for command in ["plan", "status"] {
         let mut args = vec![command, "--json"];
         args.extend(selected);
@@ -1095,11 +1102,22 @@ async fn the_policy_allows_what_the_iac_guard_of_plan_and_status_calls() {
             )),
             "{command}: {warnings}"
         );
+        if command == "plan" {
+            let ids = &crate::monorepo::service(&json, "inference-api")["ids"];
+            let (Some(moto_arn), Some(id)) = (ids["arn"].as_str(), ids["runtime_id"].as_str())
+            else {
+                panic!("the runtime's ids in {json}");
+            };
+            runtime_arns.insert(
+                moto_arn.to_owned(),
+                format!("arn:aws:bedrock-agentcore:{REGION}:{ACCOUNT}:runtime/{id}"),
+            );
+        }
     }
     let calls = recorded(bed, &key);
     let mut checked = Vec::new();
     for call in &calls {
-        checked.extend(requests(call, &BTreeMap::new()).unwrap_or_else(|e| panic!("{e}")));
+        checked.extend(requests(call, &runtime_arns).unwrap_or_else(|e| panic!("{e}")));
     }
     let denied: Vec<String> = checked
         .iter()
