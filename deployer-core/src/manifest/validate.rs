@@ -885,7 +885,7 @@ impl Validator<'_, '_, '_> {
                 );
                 return None;
             }
-            (Some(_), _, Some(_)) => {
+            (Some(_), None, Some(_)) => {
                 self.err_value(
                     &at,
                     "`iac.address` belongs to `tf_state`, not `cfn_stack`".into(),
