@@ -45,6 +45,8 @@
 //! | `CodeBuildProjects` | `codebuild:StartBuild`, `codebuild:BatchGetBuilds`, `codebuild:StopBuild` | the CodeBuild projects of the services with `builder = "codebuild"` | start a build, follow it, stop it when the run is interrupted or its deadline passes |
 //! | `CodeBuildContexts` | `s3:PutObject`, `s3:GetObject` | `<bucket>/deployer/<project>/contexts/*` | the build context upload (`HeadObject` first, authorized as `GetObject`) |
 //! | `CodeBuildLogs` | `logs:GetLogEvents` | `log-group:/aws/codebuild/<codebuild project>:log-stream:*` | the build's log lines (CodeBuild's default log group) |
+//! | `<Service>IacTemplate` | `cloudformation:GetTemplate` | `stack/<name>/*` of the stack in `iac = { cfn_stack }`, or of the stack the target's `aws:cloudformation:stack-name` tag names | `status` and `plan`: would the stack's next deploy revert the image (the IaC revert guard) |
+//! | `<Service>IacOwner` | `lambda:ListTags` / `bedrock-agentcore:ListTagsForResource` | the function / the runtime (services without `iac`) | `status` and `plan` find the owning stack by the target's stack-name tag (ECS returns the service's tags with `DescribeServices`; `GetFunction` returns the tags only to a caller allowed `ListTags`) |
 //! | `<Service>LogsOnFailure` | `logs:FilterLogEvents` | the service's log groups (an ECS container's `awslogs-group`, `/aws/lambda/<function>`, the runtime's, the endpoint's) | read only after a failed rollout (its diagnosis's log tail) and by `deployer logs` |
 //! | `<Service>LogStreamsOnFailure` | `logs:GetLogEvents` | `log-group:<awslogs-group>:log-stream:*` | ECS: the failed tasks' containers' last lines |
 //! | `ElbTargetHealthOnFailureAcceptsOnlyStar` | `elasticloadbalancing:DescribeTargetHealth` | `*` | ECS services behind load balancers: the targets that are not healthy after a failed rollout; the action has no resource |
@@ -158,6 +160,12 @@ pub(crate) struct ServiceFacts {
     pub(crate) smoke_invoke: bool,
     /// Whether its image builds on CodeBuild (whose own role pushes it).
     pub(crate) remote_build: bool,
+    /// The stacks whose template `status` and `plan` read for the IaC revert guard: the
+    /// manifest's `iac.cfn_stack`, or the stack the target's stack-name tag named when the
+    /// policy was made.
+    pub(crate) iac_stacks: Vec<String>,
+    /// Whether `status` and `plan` read the target's stack-name tag (no `iac` in the manifest).
+    pub(crate) reads_owner_tag: bool,
     pub(crate) live: Live,
     /// Where it logs ([`Deployer::log_sources`](deployer_core::Deployer::log_sources)): read
     /// after a failed rollout (its diagnosis) and by `deployer logs`.
@@ -675,7 +683,52 @@ fn lookups(b: &mut Builder, facts: &Facts) {
     }
 }
 
+/// The IaC revert guard's reads (`status`, `plan`): the owning stacks' templates, and the
+/// stack-name tag where reading it takes an action of its own.
+fn iac(b: &mut Builder, account: &Account, service: &ServiceFacts) {
+    let name = sid_part(&service.name);
+    if !service.iac_stacks.is_empty() {
+        let stacks = service.iac_stacks.iter().map(|stack| {
+            if stack.starts_with("arn:") {
+                stack.clone()
+            } else {
+                format!(
+                    "arn:{}:cloudformation:{}:{}:stack/{stack}/*",
+                    account.partition, account.region, account.account
+                )
+            }
+        });
+        b.allow(
+            format!("{name}IacTemplate"),
+            &["cloudformation:GetTemplate"],
+            stacks,
+        );
+    }
+    if service.reads_owner_tag {
+        // ECS returns the service's tags with DescribeServices; Lambda returns the function's
+        // with GetFunction to a caller allowed ListTags; AgentCore has a call of its own.
+        match &service.live {
+            Live::Lambda { function_arn, .. } => {
+                b.allow(
+                    format!("{name}IacOwner"),
+                    &["lambda:ListTags"],
+                    [function_arn.clone()],
+                );
+            }
+            Live::Agentcore { runtime_arn, .. } => {
+                b.allow(
+                    format!("{name}IacOwner"),
+                    &["bedrock-agentcore:ListTagsForResource"],
+                    [runtime_arn.clone()],
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
 fn target(b: &mut Builder, account: &Account, service: &ServiceFacts) {
+    iac(b, account, service);
     let name = sid_part(&service.name);
     match &service.live {
         Live::Config {
@@ -1050,6 +1103,8 @@ mod tests {
             smoke_invoke: false,
             remote_build: false,
             log_groups: Vec::new(),
+            iac_stacks: Vec::new(),
+            reads_owner_tag: false,
             live: Live::Ecs {
                 service_arn: format!("arn:aws:ecs:us-east-1:123456789012:service/acme/{name}"),
                 task_definition_arn: format!(
@@ -1072,6 +1127,8 @@ mod tests {
             smoke_invoke: false,
             remote_build: false,
             log_groups: Vec::new(),
+            iac_stacks: Vec::new(),
+            reads_owner_tag: false,
             live: Live::Lambda {
                 function_arn: format!("arn:aws:lambda:us-east-1:123456789012:function:acme-{name}"),
                 publish,
@@ -1105,12 +1162,44 @@ mod tests {
             smoke_invoke: false,
             remote_build: false,
             log_groups: Vec::new(),
+            iac_stacks: Vec::new(),
+            reads_owner_tag: false,
             live: Live::Config {
                 store,
                 marker: format!("/acme/{name}/config-applied"),
                 bucket: "acme-deployer".into(),
                 key_prefix: format!("deployer/acme/{name}/"),
             },
+        }
+    }
+
+    #[test]
+    fn the_iac_guard_reads_the_owning_stacks_template_and_the_tag_that_names_it() {
+        let mut api = ecs("app-api");
+        api.iac_stacks = vec!["AcmeCompute".into()];
+        let mut render = lambda("render", false, None);
+        render.reads_owner_tag = true;
+        let policy = policy(&facts(vec![api, render, lambda("plain", false, None)]));
+        let template = statement(&policy, "AppApiIacTemplate");
+        assert_eq!(template.actions, ["cloudformation:GetTemplate"]);
+        assert_eq!(
+            template.resources,
+            ["arn:aws:cloudformation:us-east-1:123456789012:stack/AcmeCompute/*"]
+        );
+        let owner = statement(&policy, "RenderIacOwner");
+        assert_eq!(owner.actions, ["lambda:ListTags"]);
+        assert_eq!(
+            owner.resources,
+            ["arn:aws:lambda:us-east-1:123456789012:function:acme-render"]
+        );
+        // No `iac` stack, no tag read: nothing for the guard.
+        for absent in [
+            "PlainIacTemplate",
+            "PlainIacOwner",
+            "AppApiIacOwner",
+            "RenderIacTemplate",
+        ] {
+            assert!(!sids(&policy).contains(&absent), "{absent}");
         }
     }
 
@@ -1527,6 +1616,8 @@ mod tests {
             smoke_invoke: true,
             remote_build: false,
             log_groups: Vec::new(),
+            iac_stacks: Vec::new(),
+            reads_owner_tag: false,
             live: Live::Agentcore {
                 runtime_arn: runtime_arn.into(),
                 role_arn: "arn:aws:iam::123456789012:role/acme-agentcore".into(),
@@ -1604,6 +1695,8 @@ mod tests {
             smoke_invoke: false,
             remote_build: false,
             log_groups: Vec::new(),
+            iac_stacks: Vec::new(),
+            reads_owner_tag: false,
             live: Live::Sagemaker {
                 endpoint_arn: format!("{base}:endpoint/Acme-Embeddings"),
                 name_prefix: "Acme-Embeddings".into(),

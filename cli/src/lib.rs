@@ -23,6 +23,7 @@ mod endpoints;
 mod engine;
 mod exit;
 mod github;
+mod iac;
 mod iam;
 mod inputs;
 mod lookups;

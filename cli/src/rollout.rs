@@ -24,6 +24,9 @@ pub(crate) struct ServiceReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) endpoints: Vec<crate::endpoints::EndpointView>,
     pub(crate) error: Option<ErrorReport>,
+    /// What would go wrong later although this run is fine: the IaC that owns the target
+    /// would put another image back (`plan` and `status` only, `crate::iac`).
+    pub(crate) warnings: Vec<String>,
 }
 
 /// A failed service's error.
@@ -48,6 +51,7 @@ impl ServiceReport {
             endpoints: Vec::new(),
             result,
             error,
+            warnings: Vec::new(),
         }
     }
 

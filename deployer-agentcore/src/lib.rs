@@ -549,6 +549,28 @@ impl Deployer for AgentcoreDeployer {
         Ok(state)
     }
 
+    /// The runtime's `aws:cloudformation:stack-name` tag: `GetAgentRuntime` for its ARN, then
+    /// `ListTagsForResource`.
+    async fn owning_stack(&self) -> Result<Option<String>, DeployError> {
+        let live = self
+            .get(None)
+            .await
+            .map_err(|failure| self.get_failed(failure))?;
+        let tags = self
+            .client
+            .list_tags_for_resource()
+            .resource_arn(live.agent_runtime_arn())
+            .send()
+            .await
+            .map_err(|error| {
+                Failure::new(&error, &Redactor::default()).into_error("ListTagsForResource")
+            })?;
+        Ok(tags
+            .tags()
+            .and_then(|tags| tags.get(deployer_core::STACK_NAME_TAG))
+            .cloned())
+    }
+
     /// Current only when the runtime is `READY` on the wanted image (after `UPDATE_FAILED`
     /// the runtime may report the image it failed to roll to) and every named endpoint is
     /// `READY` on the runtime's version.

@@ -130,6 +130,14 @@ pub trait Deployer: Send + Sync {
         Ok(None)
     }
 
+    /// The CloudFormation stack that owns the target: the value of its
+    /// [`STACK_NAME_TAG`] tag (CloudFormation and so CDK tag what they create), for the IaC
+    /// revert guard of `status` and `plan`. Read-only. The default, for targets whose tags are
+    /// not read, is `None`.
+    async fn owning_stack(&self) -> Result<Option<String>, DeployError> {
+        Ok(None)
+    }
+
     /// Why the rollover `applied` failed or has not finished, in the target's own words (stopped
     /// tasks, events, failure reasons, the last log lines), every text redacted. Called only
     /// after [`wait`](Deployer::wait) failed or timed out, under a short time limit of the
@@ -192,6 +200,9 @@ pub trait Deployer: Send + Sync {
         Ok(None)
     }
 }
+
+/// The tag CloudFormation puts on the resources of a stack, naming the stack.
+pub const STACK_NAME_TAG: &str = "aws:cloudformation:stack-name";
 
 /// Whether a rollback target (an image by digest, a published version) still exists.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -41,7 +41,7 @@ pub mod progress;
 
 pub use artifact::{Artifact, ConfigArtifact, ImageArtifact, ZipArtifact};
 pub use changes::{AttributeChange, Change, Changes, ItemChange};
-pub use deploy::{Action, Applied, Deployer, LiveState, Outcome, Presence, deploy};
+pub use deploy::{Action, Applied, Deployer, LiveState, Outcome, Presence, STACK_NAME_TAG, deploy};
 pub use diagnosis::{ContainerExit, Diagnosis, LogLine, LogSource, StoppedTask};
 pub use error::{DeployError, cause_chain, one_line};
 pub use manifest::{Kind, Manifest, Service};

@@ -199,7 +199,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use aws_sdk_ecs::types::{
-    DeploymentControllerType, Service, Tag, TaskDefinition, TaskDefinitionField,
+    DeploymentControllerType, Service, ServiceField, Tag, TaskDefinition, TaskDefinitionField,
 };
 use deployer_aws::{Failure, RawJson, Redactor, ResponseRecorder, api_error};
 use deployer_core::manifest::EcsTarget;
@@ -1243,6 +1243,30 @@ impl Deployer for EcsDeployer {
             }
             Err(error) => Err(error.into_deploy_error(lock(&watch).events.for_error())),
         }
+    }
+
+    /// The service's `aws:cloudformation:stack-name` tag (`DescribeServices` with its tags).
+    async fn owning_stack(&self) -> Result<Option<String>, DeployError> {
+        let output = self
+            .client
+            .describe_services()
+            .cluster(&self.target.cluster)
+            .services(&self.target.service)
+            .include(ServiceField::Tags)
+            .send()
+            .await
+            .map_err(|error| api_error("DescribeServices", &error, &Redactor::default()))?;
+        Ok(output
+            .services()
+            .first()
+            .and_then(|service| {
+                service
+                    .tags()
+                    .iter()
+                    .find(|tag| tag.key() == Some(deployer_core::STACK_NAME_TAG))
+            })
+            .and_then(|tag| tag.value())
+            .map(str::to_owned))
     }
 
     async fn diagnose(&self, applied: &Applied) -> deployer_core::Diagnosis {

@@ -131,6 +131,11 @@ impl<P: Package> Deployer for LambdaDeployer<P> {
         self.function.wait(applied, policy, progress).await
     }
 
+    /// The function's `aws:cloudformation:stack-name` tag ([`Function::owning_stack`]).
+    async fn owning_stack(&self) -> Result<Option<String>, DeployError> {
+        self.function.owning_stack().await
+    }
+
     /// Lambda's reason for a failed update ([`Function::diagnosis`]).
     async fn diagnose(&self, applied: &Applied) -> deployer_core::Diagnosis {
         let _ = applied;

@@ -175,6 +175,28 @@ impl Function {
 
     // ---------------------------------------------------------------- read
 
+    /// The function's [`STACK_NAME_TAG`](deployer_core::STACK_NAME_TAG) tag, from
+    /// `GetFunction` (which returns the tags to a caller allowed `lambda:ListTags`).
+    pub async fn owning_stack(&self) -> Result<Option<String>, DeployError> {
+        let output = self
+            .client
+            .get_function()
+            .function_name(self.name())
+            .send()
+            .await
+            .map_err(|error| {
+                if is_not_found(&error) {
+                    self.not_found()
+                } else {
+                    api_error("GetFunction", &error)
+                }
+            })?;
+        Ok(output
+            .tags()
+            .and_then(|tags| tags.get(deployer_core::STACK_NAME_TAG))
+            .cloned())
+    }
+
     /// Reads the function: `GetFunction`, then the alias (`GetAlias` and the configuration of
     /// the version it points at) or, publishing without an alias, the newest published version.
     ///

@@ -214,11 +214,32 @@ async fn facts_of(
         .smoke
         .as_ref()
         .is_some_and(|smoke| matches!(smoke.check, SmokeCheck::Invoke { .. }));
+    // The IaC revert guard of status and plan: the stack named in `iac`, else the one the
+    // target's stack-name tag names now (found by reading the tag, as status does).
+    let (iac_stacks, reads_owner_tag) = match &service.iac {
+        Some(iac) => match (&iac.source, iac.ignores_image) {
+            (deployer_core::manifest::IacSource::CfnStack(stack), false) => {
+                (vec![stack.clone()], false)
+            }
+            _ => (Vec::new(), false),
+        },
+        None if service.kind.is_image() => {
+            use deployer_engine::Targets as _;
+            let stack = match crate::targets::CliTargets::new(ctx).deployer(service) {
+                Ok(deployer) => deployer.owning_stack().await.ok().flatten(),
+                Err(_) => None,
+            };
+            (stack.into_iter().collect(), true)
+        }
+        None => (Vec::new(), false),
+    };
     Ok(ServiceFacts {
         name: service.name.clone(),
         repository: service.image.as_ref().map(|image| image.repository.clone()),
         smoke_invoke,
         remote_build: ctx.manifest.codebuild(service).is_some(),
+        iac_stacks,
+        reads_owner_tag,
         live: live(ctx, account, service).await?,
         log_groups: log_groups(ctx, service).await?,
     })

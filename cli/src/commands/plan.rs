@@ -1,14 +1,20 @@
 //! `deployer plan`: per service, the new tag, the tag recorded in SSM, the live artifact,
 //! whether the registry has the image, and the action a deploy would take. Writes nothing.
 
+use std::sync::Arc;
+
 use serde_json::json;
+use tokio::task::JoinSet;
 
 use super::finish;
 use crate::args::{Global, PlanArgs};
+use crate::context::Context;
 use crate::exit::Exit;
 use crate::output::Printer;
 use crate::rollout::{self, ServiceReport};
+use crate::targets::CliTargets;
 use deployer_engine::Mode;
+use deployer_engine::Targets as _;
 
 pub(crate) async fn run(
     global: &Global,
@@ -17,6 +23,7 @@ pub(crate) async fn run(
 ) -> anyhow::Result<Exit> {
     let (ctx, tags) = super::prepare(global, &args.select.services, None).await?;
     let mut reports = rollout::run_all(ctx.clone(), tags, Mode::Plan).await;
+    iac_warnings(&ctx, &mut reports).await?;
     for report in &mut reports {
         let Some(service) = ctx.manifest.services.get(&report.result.service) else {
             continue;
@@ -29,6 +36,11 @@ pub(crate) async fn run(
         report.endpoints = crate::endpoints::views(service, &r.ids, |_| {
             version.clone().filter(|_| runtime_runs_it)
         });
+    }
+    for report in &reports {
+        for warning in &report.warnings {
+            crate::github::warning(&report.result.service, warning);
+        }
     }
     let exit = rollout::exit_of(&reports);
     finish(&ctx, "plan", &reports);
@@ -56,6 +68,43 @@ pub(crate) async fn run(
         Exit::Success if args.detailed_exitcode && pending => Exit::Changes,
         other => other,
     })
+}
+
+/// The IaC revert guard's warnings of each service that was read (`crate::iac`), at once.
+async fn iac_warnings(ctx: &Arc<Context>, reports: &mut [ServiceReport]) -> anyhow::Result<()> {
+    let mut tasks = JoinSet::new();
+    for (index, report) in reports.iter().enumerate() {
+        if report.error.is_some() {
+            continue;
+        }
+        let Some(service) = ctx.manifest.services.get(&report.result.service).cloned() else {
+            continue;
+        };
+        let live = report.result.old_artifact.clone();
+        let recorded_tag = report.result.live_tag.clone();
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            let warnings = match CliTargets::new(&ctx).deployer(&service) {
+                Ok(deployer) => {
+                    crate::iac::warnings(
+                        &ctx,
+                        &service,
+                        deployer.as_ref(),
+                        live.as_deref(),
+                        recorded_tag.as_deref(),
+                    )
+                    .await
+                }
+                Err(_) => Vec::new(),
+            };
+            (index, warnings)
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let (index, warnings) = joined?;
+        reports[index].warnings = warnings;
+    }
+    Ok(())
 }
 
 fn table(reports: &[ServiceReport]) -> String {
@@ -126,6 +175,21 @@ fn table(reports: &[ServiceReport]) -> String {
         if let Some(changes) = &r.changes {
             text.push_str(&changes_text(&r.service, changes));
         }
+    }
+    // The IaC revert guard: what the next IaC deploy would do to the image.
+    let warnings: Vec<String> = reports
+        .iter()
+        .flat_map(|report| {
+            let service = &report.result.service;
+            report
+                .warnings
+                .iter()
+                .map(move |warning| format!("{service}: warning: {warning}\n"))
+        })
+        .collect();
+    if !warnings.is_empty() {
+        text.push('\n');
+        text.push_str(&warnings.concat());
     }
     text
 }

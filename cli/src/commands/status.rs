@@ -31,7 +31,8 @@ struct Status {
     drift: Vec<String>,
     /// What would break later although everything agrees now: the recorded `previous`
     /// deploy can no longer be rolled back to (its image left the registry, its Lambda
-    /// version was deleted).
+    /// version was deleted); the IaC that owns the target would put another image back on
+    /// its next deploy, or cannot be read to tell (`crate::iac`).
     warnings: Vec<String>,
     /// A config service: the items that differ from the set applied (changed, added or
     /// removed out of band), secret values hidden.
@@ -218,6 +219,23 @@ async fn status(ctx: &Context, service: &Service) -> Status {
                 previous.tag
             )),
         }
+    }
+    // Would the next IaC deploy put another image back?
+    if let Ok(target) = &target {
+        let recorded_tag = status
+            .recorded
+            .as_ref()
+            .map(|r| r.tag.as_str())
+            .or(status.ssm_tag.as_deref());
+        let warnings = crate::iac::warnings(
+            ctx,
+            service,
+            target.as_ref(),
+            status.live_artifact.as_deref(),
+            recorded_tag,
+        )
+        .await;
+        status.warnings.extend(warnings);
     }
     status
 }

@@ -191,6 +191,12 @@ pub const SERVICE: &[ServiceKey] = &[
         doc: "{ project, bucket, compute, arm } over [project]'s, for builder = \"codebuild\"",
     },
     ServiceKey {
+        name: "iac",
+        applies: Applies::Image,
+        required: false,
+        doc: "the IaC owning the target, for the revert guard: { cfn_stack = \"…\" } | { tf_state = \"…\", address = \"…\" }, optional ignores_image = true (default: the target's aws:cloudformation:stack-name tag)",
+    },
+    ServiceKey {
         name: "cluster",
         applies: Applies::Only(&[Kind::Ecs]),
         required: true,

@@ -311,6 +311,10 @@ pub struct Service {
     pub smoke: Option<Smoke>,
     /// When the smoke check fails, roll back to the previous successful deploy.
     pub rollback_on_smoke_failure: bool,
+    /// Where the infrastructure code that owns the target is (`iac`), for the IaC revert
+    /// guard of `status` and `plan`; `None`: the stack named by the target's
+    /// `aws:cloudformation:stack-name` tag, if any.
+    pub iac: Option<Iac>,
     /// Target fields whose value is looked up at deploy time, until resolved.
     pub lookups: BTreeMap<String, Lookup>,
 }
@@ -556,6 +560,30 @@ pub enum Traffic {
     Linear {
         /// Percent of capacity per step.
         percent: u8,
+    },
+}
+
+/// `iac = { … }`: the infrastructure code that owns a service's target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Iac {
+    /// Where it is.
+    pub source: IacSource,
+    /// The IaC deliberately leaves the image alone (Terraform `ignore_changes`): no warning.
+    pub ignores_image: bool,
+}
+
+/// The IaC that owns a target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IacSource {
+    /// `cfn_stack = "…"`: a CloudFormation stack (CDK deploys one), its template read.
+    CfnStack(String),
+    /// `tf_state = "…", address = "…"`: a Terraform state file (relative to the manifest's
+    /// directory) and the address of the resource holding the image.
+    TfState {
+        /// The state file.
+        state: String,
+        /// The resource address, e.g. `aws_ecs_task_definition.app`.
+        address: String,
     },
 }
 

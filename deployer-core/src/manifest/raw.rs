@@ -104,6 +104,8 @@ pub(super) struct RawService {
     pub(super) smoke: Option<RawSmoke>,
     #[serde(default)]
     pub(super) rollback_on_smoke_failure: bool,
+    // image kinds: the IaC revert guard
+    pub(super) iac: Option<RawIac>,
     // ecs
     pub(super) cluster: Option<toml::Value>,
     pub(super) service: Option<toml::Value>,
@@ -154,6 +156,16 @@ pub(super) struct RawDynamodb {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSsm {
     pub(super) prefix: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIac {
+    pub(super) cfn_stack: Option<String>,
+    pub(super) tf_state: Option<String>,
+    pub(super) address: Option<String>,
+    #[serde(default)]
+    pub(super) ignores_image: bool,
 }
 
 #[derive(Deserialize)]

@@ -1179,3 +1179,71 @@ fn ci_install_is_a_pinned_release_or_a_commit() {
         "{error:?}"
     );
 }
+
+#[test]
+fn iac_names_a_stack_or_a_state_and_address() {
+    let dir = repo();
+    let with = |iac: &str| {
+        EXAMPLE.replace(
+            "container = \"app\"",
+            &format!("container = \"app\"\niac = {iac}"),
+        )
+    };
+    let manifest = parse(&dir, &with("{ cfn_stack = \"AcmeCompute\" }")).unwrap();
+    assert_eq!(
+        manifest.services["app-api"].iac,
+        Some(Iac {
+            source: IacSource::CfnStack("AcmeCompute".into()),
+            ignores_image: false,
+        })
+    );
+    let manifest = parse(
+        &dir,
+        &with("{ tf_state = \"infra/terraform.tfstate\", address = \"aws_ecs_task_definition.app\", ignores_image = true }"),
+    )
+    .unwrap();
+    assert_eq!(
+        manifest.services["app-api"].iac,
+        Some(Iac {
+            source: IacSource::TfState {
+                state: "infra/terraform.tfstate".into(),
+                address: "aws_ecs_task_definition.app".into(),
+            },
+            ignores_image: true,
+        })
+    );
+    assert_eq!(parse(&dir, EXAMPLE).unwrap().services["app-api"].iac, None);
+    for (iac, message) in [
+        (
+            "{ tf_state = \"infra/terraform.tfstate\" }",
+            "needs `address`",
+        ),
+        (
+            "{ cfn_stack = \"S\", address = \"a.b\" }",
+            "belongs to `tf_state`",
+        ),
+        (
+            "{ cfn_stack = \"S\", tf_state = \"t\", address = \"a.b\" }",
+            "exactly one of",
+        ),
+        ("{ ignores_image = true }", "exactly one of"),
+        (
+            "{ tf_state = \"../state\", address = \"a.b\" }",
+            "`iac.tf_state`",
+        ),
+        ("{ cfn_stak = \"S\" }", "unknown field `cfn_stak`"),
+    ] {
+        let error = one_error(&dir, &with(iac));
+        assert!(error.message.contains(message), "{iac}: {}", error.message);
+    }
+    // Not a key of kinds without an image.
+    let text = EXAMPLE.replace(
+        "function = \"acme-artifact-render\"",
+        "function = \"acme-artifact-render\"\niac = { cfn_stack = \"S\" }",
+    );
+    assert!(
+        one_error(&dir, &text)
+            .message
+            .contains("`iac` is not a field of kind")
+    );
+}

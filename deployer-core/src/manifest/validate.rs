@@ -606,6 +606,14 @@ impl Validator<'_, '_, '_> {
             );
             ok = false;
         }
+        let iac = match &raw.iac {
+            None => None,
+            Some(iac) => {
+                let iac = self.iac(name, iac);
+                ok &= iac.is_some();
+                iac
+            }
+        };
         let target = match kind {
             Kind::Ecs => Target::Ecs(EcsTarget {
                 cluster,
@@ -714,6 +722,7 @@ impl Validator<'_, '_, '_> {
             restart_on_dependency_change: raw.restart_on_dependency_change,
             smoke,
             rollback_on_smoke_failure: raw.rollback_on_smoke_failure,
+            iac,
             lookups,
         })
     }
@@ -848,6 +857,59 @@ impl Validator<'_, '_, '_> {
             adopt: raw.adopt,
             s3_bucket,
             s3_key_prefix: raw.s3_key_prefix.clone(),
+        })
+    }
+
+    /// `iac = { cfn_stack }` or `iac = { tf_state, address }`, with `ignores_image`.
+    fn iac(&mut self, name: &str, raw: &RawIac) -> Option<Iac> {
+        let at = ["services", name, "iac"];
+        let example = "e.g. iac = { cfn_stack = \"AcmeCompute\" } or iac = { tf_state = \"infra/terraform.tfstate\", address = \"aws_ecs_task_definition.app\" }";
+        let source = match (&raw.cfn_stack, &raw.tf_state, &raw.address) {
+            (Some(stack), None, None) if !stack.trim().is_empty() => {
+                IacSource::CfnStack(stack.clone())
+            }
+            (None, Some(state), Some(address)) if !address.trim().is_empty() => {
+                if let Err(message) = relative_inside(state) {
+                    self.err_value(
+                        &at,
+                        format!("`iac.tf_state` {message}"),
+                        Some("paths are relative to the directory holding deployer.toml".into()),
+                    );
+                    return None;
+                }
+                IacSource::TfState {
+                    state: state.clone(),
+                    address: address.clone(),
+                }
+            }
+            (None, Some(_), None) => {
+                self.err_value(
+                    &at,
+                    "`iac.tf_state` needs `address`: the resource holding the image".into(),
+                    Some(example.into()),
+                );
+                return None;
+            }
+            (Some(_), None, Some(_)) => {
+                self.err_value(
+                    &at,
+                    "`iac.address` belongs to `tf_state`, not `cfn_stack`".into(),
+                    Some(example.into()),
+                );
+                return None;
+            }
+            _ => {
+                self.err_value(
+                    &at,
+                    "`iac` names exactly one of `cfn_stack` or `tf_state` (with `address`)".into(),
+                    Some(example.into()),
+                );
+                return None;
+            }
+        };
+        Some(Iac {
+            source,
+            ignores_image: raw.ignores_image,
         })
     }
 

@@ -143,6 +143,16 @@ const NOT_EXERCISED: &[(&str, &str, &str)] = &[
         "a rollback to the config that was live when the policy was made",
     ),
     (
+        "lambda:ListTags",
+        "IacOwner",
+        "authorizes the tags GetFunction returns to `status` and `plan` (the IaC revert guard), no call of its own",
+    ),
+    (
+        "bedrock-agentcore:ListTagsForResource",
+        "IacOwner",
+        "`status` and `plan` read the runtime's stack-name tag (the IaC revert guard; the iac test reaches it), a deploy does not",
+    ),
+    (
         "bedrock-agentcore:InvokeAgentRuntime",
         "/runtime-endpoint/DEFAULT",
         "the invoke names the runtime; the DEFAULT endpoint is the qualifier AWS may authorize instead",
@@ -460,7 +470,16 @@ fn requests(
                 })
                 .collect()
         }
-        ("cloudformation", "DescribeStacks") => one(arn(
+        // IAM names a runtime `runtime/<id>`; moto's ARNs are `agent/<uuid>:<version>`, which
+        // the caller maps to the runtime's (through `task_definitions`, the map of names).
+        ("bedrock-agentcore", "ListTagsForResource") => {
+            let arn = param(call, "resourceArn").ok_or("no resourceArn")?;
+            one(task_definitions
+                .get(arn)
+                .cloned()
+                .unwrap_or_else(|| arn.to_owned()))
+        }
+        ("cloudformation", "DescribeStacks" | "GetTemplate") => one(arn(
             "cloudformation",
             &format!(
                 "stack/{}/id",
@@ -1258,4 +1277,123 @@ async fn the_policy_allows_what_a_failed_rollouts_diagnosis_calls() {
         );
     }
     assert_allowed(&statements, &checked, &printed.stdout);
+}
+
+/// The IaC revert guard's reads (`plan`, `status`): `iam-policy` grants
+/// `cloudformation:GetTemplate` on the stack a service's `iac` names and the AgentCore tag read
+/// of a service without `iac`, and every call `plan` and `status` then make is allowed by it.
+#[tokio::test]
+async fn the_policy_allows_what_the_iac_guard_of_plan_and_status_calls() {
+    let Some(bed) = testbed!(moto, registry, builder) else {
+        return;
+    };
+    let repo = example(bed);
+    let stack = unique_name("iam-iac");
+    crate::iac::create_stack(
+        bed,
+        &stack,
+        "Resources:\n  AppTask:\n    Type: AWS::ECS::TaskDefinition\n    Properties:\n      ContainerDefinitions:\n        - Name: app\n          Image: app:v1\n          Memory: 512\n",
+    );
+    repo.write(
+        "deployer.toml",
+        repo.read("deployer.toml").replace(
+            "[services.app-api]\n",
+            &format!("[services.app-api]\niac = {{ cfn_stack = \"{stack}\" }}\n"),
+        ),
+    );
+    repo.commit("iac");
+    let selected = ["--service", "app-api", "--service", "inference-api"];
+    let tool_key = unique_name("AKIDIACPOLICY").to_ascii_uppercase();
+    let mut args = vec!["iam-policy"];
+    args.extend(selected);
+    let text = run(bed, &repo, &tool_key, &args);
+    text.assert_success();
+    let printed: Value = serde_json::from_str(&text.stdout).unwrap();
+    let statements = parse_policy(&printed);
+    let template = statements
+        .iter()
+        .find(|s| s.sid == "AppApiIacTemplate")
+        .unwrap_or_else(|| panic!("no AppApiIacTemplate in\n{}", text.stdout));
+    assert_eq!(template.actions, ["cloudformation:GetTemplate"]);
+    assert_eq!(
+        template.resources,
+        [format!(
+            "arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{stack}/*"
+        )]
+    );
+    let owner = statements
+        .iter()
+        .find(|s| s.sid == "InferenceApiIacOwner")
+        .unwrap_or_else(|| panic!("no InferenceApiIacOwner in\n{}", text.stdout));
+    assert_eq!(owner.actions, ["bedrock-agentcore:ListTagsForResource"]);
+    assert!(
+        !statements.iter().any(|s| s.sid == "AppApiIacOwner"),
+        "app-api names its stack"
+    );
+
+    let key = unique_name("AKIDIACGUARD").to_ascii_uppercase();
+    let mut runtime_arns = BTreeMap::new();
+    for command in ["plan", "status"] {
+        let mut args = vec![command, "--json"];
+        args.extend(selected);
+        let out = run(bed, &repo, &key, &args);
+        assert!(
+            matches!(out.code, Some(0 | 1)),
+            "{command}\n{}\n{}",
+            out.stdout,
+            out.stderr
+        );
+        let json = out.json();
+        let warnings = &crate::monorepo::service(&json, "app-api")["warnings"];
+        assert!(
+            warnings.to_string().contains(&format!(
+                "CloudFormation stack `{stack}` would revert the image"
+            )),
+            "{command}: {warnings}"
+        );
+        if command == "plan" {
+            let ids = &crate::monorepo::service(&json, "inference-api")["ids"];
+            let (Some(moto_arn), Some(id)) = (ids["arn"].as_str(), ids["runtime_id"].as_str())
+            else {
+                panic!("the runtime's ids in {json}");
+            };
+            runtime_arns.insert(
+                moto_arn.to_owned(),
+                format!("arn:aws:bedrock-agentcore:{REGION}:{ACCOUNT}:runtime/{id}"),
+            );
+        }
+    }
+    let calls = recorded(bed, &key);
+    let mut checked = Vec::new();
+    for call in &calls {
+        checked.extend(requests(call, &runtime_arns).unwrap_or_else(|e| panic!("{e}")));
+    }
+    let denied: Vec<String> = checked
+        .iter()
+        .filter(|r| allowed_by(&statements, r).is_none())
+        .map(|r| format!("{} on {} (from {})", r.action, r.resource, r.call))
+        .collect();
+    assert!(
+        denied.is_empty(),
+        "the policy denies what plan and status did:\n{}\n\npolicy:\n{}",
+        denied.join("\n"),
+        text.stdout
+    );
+    for (action, sid) in [
+        ("cloudformation:GetTemplate", "AppApiIacTemplate"),
+        (
+            "bedrock-agentcore:ListTagsForResource",
+            "InferenceApiIacOwner",
+        ),
+    ] {
+        let by: Vec<&str> = checked
+            .iter()
+            .filter(|r| r.action == action)
+            .filter_map(|r| allowed_by(&statements, r).map(|s| s.sid.as_str()))
+            .collect();
+        assert!(
+            !by.is_empty() && by.iter().all(|s| *s == sid),
+            "{action} is called and allowed by {sid}: {by:?}"
+        );
+    }
 }

@@ -20,6 +20,7 @@ mod faults;
 mod flow_trust;
 mod force;
 mod hostile;
+mod iac;
 mod iam;
 mod image_pipeline;
 mod kills;
