@@ -1647,6 +1647,8 @@ mod tests {
             smoke_invoke: true,
             remote_build: false,
             log_groups: Vec::new(),
+            iac_stacks: Vec::new(),
+            reads_owner_tag: false,
             live: Live::Agentcore {
                 runtime_arn: runtime_arn.into(),
                 role_arn: "arn:aws:iam::123456789012:role/acme-agentcore".into(),

@@ -992,7 +992,20 @@ async fn the_policy_allows_exactly_what_agentcore_endpoint_deploys_and_rollbacks
             "no {action} was recorded"
         );
     }
-    let summary = verify(&statements, &calls, &BTreeMap::new(), &text.stdout);
+    // `status`'s IaC guard reads the runtime's tags by moto's ARN (`agent/<uuid>:<version>`);
+    // IAM authorizes them on `runtime/<id>`.
+    let runtime_arns: BTreeMap<String, String> = calls
+        .iter()
+        .filter(|c| c["action"] == "ListTagsForResource")
+        .filter_map(|c| param(c, "resourceArn"))
+        .map(|moto| {
+            (
+                moto.to_owned(),
+                format!("arn:aws:bedrock-agentcore:{REGION}:{ACCOUNT}:runtime/{runtime_id}"),
+            )
+        })
+        .collect();
+    let summary = verify(&statements, &calls, &runtime_arns, &text.stdout);
     eprintln!("iam (agentcore endpoints): {summary}");
 }
 
